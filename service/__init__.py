@@ -1,0 +1,1 @@
+"""mtrank serving: FastAPI + onnxruntime ranking service (no torch)."""

@@ -1,0 +1,1 @@
+"""Command-line interface of the service package: ``python -m service --help``."""

@@ -1,0 +1,7 @@
+"""Registers the shared fixture modules (append new ones to the list)."""
+
+pytest_plugins = [
+    "tests.fixtures.redis_server",
+    "tests.fixtures.published_model",
+    "tests.fixtures.uvicorn_server",
+]

@@ -1,0 +1,1 @@
+"""mtrank training: multi-task rankers in PyTorch, split ONNX export, model store."""

@@ -1,0 +1,5 @@
+import sys
+
+from training.cli.main import main
+
+sys.exit(main())
