@@ -1,0 +1,1 @@
+"""The three contracts shared by training and serving: feature spec + transform, manifest, fusion."""

@@ -1,0 +1,290 @@
+"""FeatureTransform: raw feature values (records or columns) -> the model arrays of docs/design.md.
+
+Training (``strict=False``) and serving (``strict=True``) call this same code, so a model sees at
+serving time exactly the encoding it was trained on. Every column is converted with numpy: typed
+arrays never touch Python per row; object columns (JSON lists, pandas ``to_numpy()``) are split by
+element type with C-level passes (``map(type, ...)``), and strings hash in a loop over byte
+positions (``service.contracts.hashing``).
+
+Outcomes (both modes unless said): absent key / ``None`` / pandas NA -> the numeric default, index 0
+or an empty sequence; ``required`` feature absent -> ``FeatureValueError``; unknown categorical -> 0;
+NaN/Inf numeric, wrong types (``bool``, a string for a number, a number for a list, a non-integral
+float for an id) -> ``FeatureValueError`` when strict, the default / 0 / empty when lenient. A NaN
+in a categorical column is pandas' missing marker and counts as missing. Ids are canonical strings:
+``42``, ``42.0`` and ``"42"`` are the same id. A sequence keeps its last ``max_length`` ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.contracts.coercion import (
+    Column,
+    Ids,
+    Numbers,
+    Sequences,
+    describe,
+    ids_of,
+    numbers_of,
+    sequences_of,
+)
+from service.contracts.feature_spec import (
+    SIDES,
+    CategoricalFeature,
+    FeatureSpec,
+    NumericFeature,
+    SequenceFeature,
+    Side,
+)
+from service.contracts.hashing import stable_hash
+
+logger = logging.getLogger(__name__)
+
+GROUP_NAMES: dict[Side, str] = {
+    "user": "user",
+    "item": "item",
+    "context": "context",
+    "training": "train",
+}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class FeatureValueError(ValueError):
+    """A feature value the transform cannot accept.
+
+    ``field`` is ``field_prefix`` joined to the feature name with a dot (``candidates.features.price``;
+    ``user.features.history[3]`` for element 3 of a sequence); ``row`` is the first offending row
+    (``None`` when the whole column is at fault) and ``problem`` says what is wrong and what to send.
+    """
+
+    def __init__(self, field: str, problem: str, *, row: int | None = None) -> None:
+        where = "" if row is None else f" (row {row})"
+        super().__init__(f"{field}{where}: {problem}")
+        self.field = field
+        self.problem = problem
+        self.row = row
+
+
+class _Encoder:
+    """Canonical id strings -> indices in [0, cardinality) for one categorical feature."""
+
+    def __init__(self, feature: CategoricalFeature) -> None:
+        self.buckets = feature.buckets if feature.encoding == "hash" else None
+        self.index = {value: i + 1 for i, value in enumerate(feature.vocabulary or [])}
+
+    def encode(self, strings: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        """``strings``: a numpy str array or an object array of ``str``."""
+        n = strings.shape[0]
+        if self.buckets is not None:
+            hashes = stable_hash(strings.astype(np.str_, copy=False))
+            return (hashes % np.uint64(self.buckets)).astype(np.int64) + 1
+        # dict lookups driven by map(): C-level iteration, no Python bytecode per row
+        found = map(self.index.get, strings.tolist(), itertools.repeat(0))
+        return np.fromiter(found, dtype=np.int64, count=n)
+
+
+class _NumericPipeline:
+    """clip -> log1p (of max(x, 0)) -> (x - mean) / std, with the fitted statistics."""
+
+    def __init__(self, feature: NumericFeature) -> None:
+        stats = feature.stats
+        if stats is None:
+            raise ValueError(f"numeric feature {feature.name!r} has no fitted stats")
+        self.lo, self.hi = stats.clip_lo, stats.clip_hi
+        self.log1p = feature.log1p
+        self.standard = feature.normalize == "standard"
+        self.mean, self.std = stats.mean, stats.std
+        if feature.default is not None:
+            self.fill = float(self.apply(np.array([feature.default], dtype=np.float64))[0])
+        else:
+            self.fill = 0.0 if self.standard else self.mean
+
+    def apply(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if self.lo is not None or self.hi is not None:
+            x = np.clip(x, self.lo, self.hi)
+        if self.log1p:
+            x = np.log1p(np.maximum(x, 0.0))
+        if self.standard:
+            x = (x - self.mean) / self.std
+        return x
+
+
+def _field(prefix: str, name: str) -> str:
+    prefix = prefix.rstrip(".")
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _first(mask: npt.NDArray[np.bool_]) -> int:
+    return int(np.argmax(mask))
+
+
+class FeatureTransform:
+    """Turns raw values into ``user_cat``, ``user_num``, ``user_seq``, ``item_*``, ``context_*``,
+    ``train_*`` arrays (spec order within each group; a group with no feature has 0 columns)."""
+
+    def __init__(self, spec: FeatureSpec, *, strict: bool) -> None:
+        if not spec.is_fitted:
+            raise ValueError(
+                f"feature spec {spec.name!r} is not fitted: run fit_spec on training data first"
+            )
+        self.spec = spec
+        self.strict = strict
+        self._encoders = {
+            f.name: _Encoder(f) for f in spec.features if isinstance(f, CategoricalFeature)
+        }
+        self._pipelines = {
+            f.name: _NumericPipeline(f) for f in spec.features if isinstance(f, NumericFeature)
+        }
+        self.max_length = max((s.max_length for s in spec.sequences()), default=0)
+
+    def transform_records(
+        self, records: Sequence[Mapping[str, Any]], sides: Iterable[str], field_prefix: str = ""
+    ) -> dict[str, npt.NDArray[Any]]:
+        """Row form: one mapping per row; an absent key is the same as ``None``."""
+        wanted = _check_sides(sides)
+        names = [f.name for f in self.spec.features if f.side in wanted]
+        columns = {name: [record.get(name) for record in records] for name in names}
+        return self.transform_columns(columns, len(records), wanted, field_prefix)
+
+    def transform_columns(
+        self,
+        columns: Mapping[str, Column],
+        n_rows: int,
+        sides: Iterable[str],
+        field_prefix: str = "",
+    ) -> dict[str, npt.NDArray[Any]]:
+        """Column form: feature name -> ``n_rows`` values (list or numpy array); absent = missing."""
+        wanted = _check_sides(sides)
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for side in SIDES:
+            if side not in wanted:
+                continue
+            group = GROUP_NAMES[side]
+            categorical = self.spec.features_of(side, "categorical")
+            cat = np.zeros((n_rows, len(categorical)), dtype=np.int64)
+            for j, feature in enumerate(categorical):
+                cat[:, j] = self._categorical(feature, columns, n_rows, field_prefix)
+            arrays[f"{group}_cat"] = cat
+            numeric = self.spec.features_of(side, "numeric")
+            num = np.zeros((n_rows, len(numeric)), dtype=np.float32)
+            for j, num_feature in enumerate(numeric):
+                num[:, j] = self._numeric(num_feature, columns, n_rows, field_prefix)
+            arrays[f"{group}_num"] = num
+            if side == "user":
+                sequences = self.spec.sequences()
+                seq = np.zeros((n_rows, len(sequences), self.max_length), dtype=np.int64)
+                for s, seq_feature in enumerate(sequences):
+                    seq[:, s, : seq_feature.max_length] = self._sequence(
+                        seq_feature, columns, n_rows, field_prefix
+                    )
+                arrays["user_seq"] = seq
+        return arrays
+
+    def _column(
+        self, name: str, required: bool, columns: Mapping[str, Column], n_rows: int, field: str
+    ) -> Column | None:
+        column = columns.get(name)
+        if column is None:
+            if required and n_rows > 0:
+                raise FeatureValueError(field, "is required but missing: send a value for it")
+            return None
+        if len(column) != n_rows:
+            raise FeatureValueError(
+                field, f"has {len(column)} values, expected one per row ({n_rows})"
+            )
+        return column
+
+    def _check_missing(self, required: bool, missing: npt.NDArray[np.bool_], field: str) -> None:
+        if required and missing.any():
+            row = _first(missing)
+            raise FeatureValueError(field, "is required but missing: send a value for it", row=row)
+
+    def _categorical(
+        self, feature: CategoricalFeature, columns: Mapping[str, Column], n_rows: int, prefix: str
+    ) -> npt.NDArray[np.int64]:
+        field = _field(prefix, feature.name)
+        column = self._column(feature.name, feature.required, columns, n_rows, field)
+        out = np.zeros(n_rows, dtype=np.int64)
+        if column is None:
+            return out
+        ids = ids_of(column)
+        self._check_missing(feature.required, ids.missing, field)
+        self._check_ids(ids, field, row_of=None)
+        out[ids.rows] = self._encoders[feature.name].encode(ids.strings)
+        return out
+
+    def _check_ids(self, ids: Ids, field: str, row_of: npt.NDArray[np.intp] | None) -> None:
+        if not (self.strict and ids.invalid.any()):
+            return
+        k = _first(ids.invalid)
+        problem = f"expected a string or integer id, got {describe(ids.source[k])}"
+        if row_of is None:
+            raise FeatureValueError(field, problem + ": send ids as strings or integers", row=k)
+        raise FeatureValueError(field, problem + ": send a list of item ids", row=int(row_of[k]))
+
+    def _numeric(
+        self, feature: NumericFeature, columns: Mapping[str, Column], n_rows: int, prefix: str
+    ) -> npt.NDArray[np.float32]:
+        field = _field(prefix, feature.name)
+        column = self._column(feature.name, feature.required, columns, n_rows, field)
+        pipeline = self._pipelines[feature.name]
+        if column is None:
+            return np.full(n_rows, pipeline.fill, dtype=np.float32)
+        numbers: Numbers = numbers_of(column)
+        self._check_missing(feature.required, numbers.missing, field)
+        if self.strict and numbers.invalid.any():
+            k = _first(numbers.invalid)
+            problem = f"expected a number, got {describe(numbers.source[k])}: send a number"
+            raise FeatureValueError(field, problem, row=k)
+        if self.strict and numbers.nonfinite.any():
+            k = _first(numbers.nonfinite)
+            problem = f"{describe(numbers.source[k])} is not a finite number: send a finite number or omit it"
+            raise FeatureValueError(field, problem, row=k)
+        fill = numbers.missing | numbers.invalid | numbers.nonfinite
+        with np.errstate(all="ignore"):
+            values = pipeline.apply(np.where(fill, 0.0, numbers.values))
+        values = np.where(fill, pipeline.fill, values)
+        return np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+
+    def _sequence(
+        self, feature: SequenceFeature, columns: Mapping[str, Column], n_rows: int, prefix: str
+    ) -> npt.NDArray[np.int64]:
+        field = _field(prefix, feature.name)
+        column = self._column(feature.name, feature.required, columns, n_rows, field)
+        length = feature.max_length
+        out = np.zeros((n_rows, length), dtype=np.int64)
+        if column is None:
+            return out
+        seqs: Sequences = sequences_of(column)
+        self._check_missing(feature.required, seqs.missing, field)
+        if self.strict and seqs.invalid.any():
+            k = _first(seqs.invalid)
+            problem = f"expected a list of item ids, got {describe(seqs.source[k])}: send a list"
+            raise FeatureValueError(field, problem, row=k)
+        rows = np.repeat(np.arange(n_rows), seqs.lengths)
+        starts = np.cumsum(seqs.lengths) - seqs.lengths
+        position = np.arange(rows.shape[0]) - np.repeat(starts, seqs.lengths)
+        if self.strict and seqs.elements.invalid.any():
+            k = _first(seqs.elements.invalid)
+            self._check_ids(seqs.elements, f"{field}[{int(position[k])}]", row_of=rows)
+        codes = np.zeros(rows.shape[0], dtype=np.int64)
+        encoder = self._encoders[feature.item_feature]
+        codes[seqs.elements.rows] = encoder.encode(seqs.elements.strings)
+        dropped = np.repeat(np.maximum(seqs.lengths - length, 0), seqs.lengths)  # keep the tail
+        keep = position >= dropped
+        out[rows[keep], (position - dropped)[keep]] = codes[keep]
+        return out
+
+
+def _check_sides(sides: Iterable[str]) -> frozenset[Side]:
+    wanted = frozenset(sides)
+    unknown = sorted(s for s in wanted if s not in SIDES)
+    if unknown:
+        raise ValueError(f"unknown sides {unknown}: use {list(SIDES)}")
+    return frozenset(s for s in SIDES if s in wanted)
