@@ -1,0 +1,1 @@
+"""Training data: data directories (dataset.yaml + spec + impressions), generators and loaders."""
