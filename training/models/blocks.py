@@ -1,0 +1,119 @@
+"""Building blocks shared by every architecture: MLPs, embeddings, group encoders, task towers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from training.models.layout import GroupLayout
+
+
+class MLP(nn.Sequential):
+    """Linear -> ReLU -> Dropout, once per width in ``hidden``; ``out_dim`` = hidden[-1]."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers += [nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(dropout)]
+            in_dim = width
+        super().__init__(*layers)
+        self.out_dim = in_dim
+
+
+class MLPRest(nn.Sequential):
+    """An MLP whose first Linear lives elsewhere (in ``SplitInput`` or a fused layer).
+
+    Takes that first layer's pre-activation (B, hidden[0]) and applies ReLU, Dropout and the layers
+    for ``hidden[1:]``; ``out_dim`` = hidden[-1].
+    """
+
+    def __init__(self, hidden: Sequence[int], dropout: float = 0.0) -> None:
+        if not hidden:
+            raise ValueError("MLPRest needs at least one width (the first layer's)")
+        rest = MLP(hidden[0], hidden[1:], dropout)
+        super().__init__(nn.ReLU(), nn.Dropout(dropout), *rest)
+        self.out_dim = rest.out_dim
+
+
+class Embeddings(nn.Module):
+    """One table per categorical column; (B, C) indices -> (B, sum(dims)) concatenated vectors.
+
+    Index 0 (missing or out-of-vocabulary) is an ordinary learned row, so unseen values get a
+    trained vector instead of zeros. Rows start as N(0, 1), the scale of the standardised numerics,
+    so first-layer pre-activations follow the inputs rather than the biases (with tiny embeddings,
+    ReLU units with a negative bias start dead for every input and never recover).
+    """
+
+    def __init__(self, cardinalities: Sequence[int], dims: Sequence[int]) -> None:
+        super().__init__()
+        self.tables = nn.ModuleList(
+            nn.Embedding(c, d) for c, d in zip(cardinalities, dims, strict=True)
+        )
+        self.out_dim = sum(dims)
+
+    def table(self, column: int) -> nn.Embedding:
+        table: nn.Embedding = self.tables[column]  # type: ignore[assignment]
+        return table
+
+    def forward(self, idx: Tensor) -> Tensor:
+        parts = [table(idx[:, c]) for c, table in enumerate(self.tables)]  # C x (B, d_c)
+        return torch.cat(parts, dim=1)  # (B, sum d_c)
+
+
+class GroupEncoder(nn.Module):
+    """A group's categorical embeddings followed by its numeric columns as they are (normalised)."""
+
+    def __init__(self, group: GroupLayout) -> None:
+        super().__init__()
+        self.embeddings = Embeddings(group.cardinalities, group.embedding_dims)
+        self.n_categorical = group.n_categorical
+        self.n_numeric = group.n_numeric
+        self.out_dim = group.width
+
+    def forward(self, cat: Tensor, num: Tensor) -> Tensor:
+        # Which parts exist is fixed by the layout at construction: no data-dependent branch.
+        parts = []
+        if self.n_categorical:
+            parts.append(self.embeddings(cat))  # (B, sum d)
+        if self.n_numeric:
+            parts.append(num)  # (B, n_numeric)
+        if not parts:
+            return torch.zeros_like(num[:, :0])  # (B, 0)
+        return torch.cat(parts, dim=1)
+
+
+class Tower(nn.Module):
+    """A task head: MLP over the task representation, then one output unit -> (B, 1)."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        self.mlp = MLP(in_dim, hidden, dropout)
+        self.out = nn.Linear(self.mlp.out_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.out(self.mlp(x))  # (B, 1)
+        return out
+
+
+class MultiTaskCore(nn.Module, ABC):
+    """What every architecture provides to the ranker.
+
+    ``first_widths``: the widths of the first layers it needs from ``SplitInput`` (in order);
+    ``forward(chunks)`` takes those pre-activations and returns one (B, out_dim) representation per
+    task and, for mixture-of-experts models, one (B, n_experts) gate per task (else an empty list).
+    """
+
+    first_widths: list[int]
+    out_dim: int
+
+    @abstractmethod
+    def forward(self, chunks: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]: ...
+
+
+def mix(gate: Tensor, experts: list[Tensor]) -> Tensor:
+    """Gate-weighted sum of expert outputs: (B, E) x E * (B, d) -> (B, d)."""
+    stacked = torch.stack(experts, dim=1)  # (B, E, d)
+    return (gate.unsqueeze(-1) * stacked).sum(dim=1)  # (B, d)

@@ -1,0 +1,45 @@
+"""Typed architecture configuration of a ``MultiTaskRanker`` (presets override these defaults)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ArchName = Literal["shared_bottom", "omoe", "mmoe", "cgc", "ple", "aitm"]
+Widths = tuple[int, ...]
+
+
+class ArchConfig(BaseModel):
+    """Every width of the model. Fields unused by the chosen architecture are ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ArchName = "mmoe"
+    # Hidden widths of one expert (Shared-Bottom: the bottom; AITM: each task's encoder);
+    # the first layer is fed by [u; i] through SplitInput, the last width is the representation.
+    expert_hidden: Widths = Field(default=(32,), min_length=1)
+    # OMoE / MMoE: number of experts. CGC / PLE: number of shared experts.
+    n_experts: int = Field(default=4, ge=1)
+    # CGC / PLE: experts owned by each task.
+    n_task_experts: int = Field(default=2, ge=1)
+    # PLE: number of extraction levels (1 level is CGC).
+    n_levels: int = Field(default=2, ge=1)
+    # Per-task tower hidden widths before the output unit (may be empty: a linear head).
+    tower_hidden: Widths = (16,)
+    # User tower (DUPN): hidden widths of the MLP over [profile; pooled sequences]; last = d_u.
+    user_hidden: Widths = Field(default=(32,), min_length=1)
+    # User tower: width of the additive attention that pools each behaviour sequence.
+    attention_dim: int = Field(default=16, ge=1)
+    # Position-bias shallow tower (YouTube): hidden widths over the training-only features.
+    position_hidden: Widths = (8,)
+    # Dropout after every hidden activation (training only).
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _positive_widths(self) -> ArchConfig:
+        for field in ("expert_hidden", "tower_hidden", "user_hidden", "position_hidden"):
+            widths: Widths = getattr(self, field)
+            if any(w < 1 for w in widths):
+                raise ValueError(f"arch.{field} = {list(widths)}: every width must be >= 1")
+        return self
