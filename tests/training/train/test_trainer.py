@@ -1,0 +1,112 @@
+import math
+
+import pytest
+import torch
+
+from tests.training.models.small import TASKS, arch, random_batch, small_layout
+from training.models import MultiTaskRanker
+from training.train.arrays import TrainArrays
+from training.train.config import TrainConfig
+from training.train.trainer import Trainer, build_weighting, init_output_biases, seed_everything
+from training.train.weighting import GradNorm, PCGrad, UncertaintyWeighting
+
+
+def toy_data(rows: int, seed: int) -> TrainArrays:
+    """Random model arrays whose click depends on item_num[:, 0]; convert only after a click."""
+    inputs = random_batch(small_layout(), rows, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    signal = inputs["item_num"][:, 0]
+    click = (torch.rand(rows, generator=gen) < torch.sigmoid(2.0 * signal)).float()
+    convert = torch.where(click == 1, (torch.rand(rows, generator=gen) < 0.4).float(), torch.nan)
+    watch = torch.where(click == 1, torch.rand(rows, generator=gen) * 60.0, 0.0)
+    return TrainArrays(inputs, torch.stack([click, convert, watch], dim=1))
+
+
+def config(**overrides) -> TrainConfig:
+    base = {
+        "epochs": 3,
+        "batch_size": 128,
+        "lr": 0.01,
+        "arch": arch("mmoe").model_dump(),
+        "early_stopping": {"patience": 0},
+    }
+    return TrainConfig.model_validate(base | overrides)
+
+
+def fit(cfg: TrainConfig, esmm=None, rows: int = 1500):
+    seed_everything(cfg.seed)
+    model = MultiTaskRanker(
+        small_layout(), TASKS, cfg.arch, esmm=esmm, position_bias_tasks=["click"]
+    )
+    trainer = Trainer(model, cfg, TASKS, esmm=esmm, progress=False)
+    return trainer.fit(toy_data(rows, seed=1), toy_data(300, seed=2))
+
+
+def test_training_learns_the_click_signal_and_records_history_and_gates():
+    result = fit(config(epochs=4))
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    first, last = result.history[0], result.history[-1]
+    assert set(last["train_loss"]) == set(last["val_loss"]) == {"click", "convert", "watch_time"}
+    assert last["train_loss"]["click"] < first["train_loss"]["click"]
+    assert result.metrics["tasks"]["click"]["auc"] > 0.7
+    assert result.metrics["tasks"]["convert"]["n"] < 300  # only clicked validation rows
+    assert set(result.gates) == {"click", "convert", "watch_time"}
+    for weights in result.gates.values():
+        assert len(weights) == 3
+        assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_same_seed_gives_identical_weights_and_history():
+    a, b = fit(config(seed=3)), fit(config(seed=3))
+    assert a.history[-1]["val_loss"] == b.history[-1]["val_loss"]
+    for (name, x), (_, y) in zip(
+        a.model.state_dict().items(), b.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(x, y), name
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
+    # lr so large that validation AUC cannot keep improving for 8 epochs
+    result = fit(config(epochs=8, lr=0.5, early_stopping={"patience": 1, "metric": "loss"}))
+    scores = [h["score"] for h in result.history]
+    assert len(scores) < 8
+    assert result.best_epoch == scores.index(max(scores)) + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["uncertainty", "gradnorm", "dwa", "pcgrad", "ple_schedule"])
+def test_esmm_and_every_weighting_train_without_nan(kind):
+    cfg = config(epochs=2, batch_size=100, weighting={"kind": kind, "gamma": {"click": 0.5}})
+    result = fit(cfg, esmm=("click", "convert"), rows=300)
+    for record in result.history:
+        assert all(v == v for v in record["train_loss"].values()), kind
+    if kind == "ple_schedule":
+        assert result.history[1]["weights"]["click"] == pytest.approx(0.5)
+
+
+def test_build_weighting_picks_the_configured_method_and_rejects_unknown_tasks():
+    model = MultiTaskRanker(small_layout(), TASKS, arch("cgc"))
+    assert isinstance(build_weighting(config(weighting={"kind": "pcgrad"}), TASKS, model), PCGrad)
+    assert isinstance(
+        build_weighting(config(weighting={"kind": "gradnorm"}), TASKS, model), GradNorm
+    )
+    uncertainty = build_weighting(config(weighting={"kind": "uncertainty"}), TASKS, model)
+    assert isinstance(uncertainty, UncertaintyWeighting)
+    with pytest.raises(ValueError, match="clicks"):
+        build_weighting(config(weighting={"weights": {"clicks": 2.0}}), TASKS, model)
+
+
+def test_heads_start_at_the_base_rate_of_their_sample_space():
+    model = MultiTaskRanker(small_layout(), TASKS, arch("mmoe"))
+    data = toy_data(500, seed=4)
+    init_output_biases(model, data)
+    params = dict(model.named_parameters())
+    bias = [params[f"heads.{k}.out.bias"].item() for k in range(3)]
+    click, convert, watch = data.labels[:, 0], data.labels[:, 1], data.labels[:, 2]
+    clicked = click == 1
+    rate = float(click.mean())
+    assert bias[0] == pytest.approx(math.log(rate / (1 - rate)), rel=1e-4)
+    cvr = float(convert[clicked].mean())
+    assert bias[1] == pytest.approx(math.log(cvr / (1 - cvr)), rel=1e-4)
+    mean_log = float(torch.log1p(watch[clicked]).mean())
+    assert bias[2] == pytest.approx(mean_log, rel=1e-4)

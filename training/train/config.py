@@ -1,0 +1,167 @@
+"""Typed training configuration; presets (``training/presets/*.yaml``) override its defaults only.
+
+``load_config(preset, overrides)`` resolves a preset name (or a YAML path) plus ``key=value``
+overrides (dotted keys, YAML values: ``arch.n_experts=8``, ``weighting.kind=dwa``) into a validated
+``TrainConfig``; the resolved config is what a run writes as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from training.models.config import ArchConfig
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+LossKind = Literal["bce", "mse", "huber"]
+WeightingKind = Literal["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad", "ple_schedule"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeightingConfig(_Strict):
+    """How per-task losses are combined into one training objective."""
+
+    kind: WeightingKind = "fixed"
+    # Base weight per task id (missing ids weigh 1.0): fixed weights, the PLE schedule's w_k,0,
+    # GradNorm's initial weights, multipliers of DWA's and PCGrad's per-task losses.
+    weights: dict[str, float] = Field(default_factory=dict)
+    # PLE schedule (Tang et al., RecSys'20): per-task decay gamma_k in w_k(t) = w_k,0 * gamma_k^t.
+    gamma: dict[str, float] = Field(default_factory=dict)
+    # GradNorm (Chen et al., ICML'18): restoring-force strength alpha.
+    alpha: float = Field(default=1.5, ge=0.0)
+    # DWA (Liu et al., CVPR'19): softmax temperature T over the loss-descent ratios.
+    temperature: float = Field(default=2.0, gt=0.0)
+
+
+class EarlyStoppingConfig(_Strict):
+    """Stop when the mean validation metric has not improved for ``patience`` epochs."""
+
+    # Epochs without improvement before stopping (0 disables early stopping).
+    patience: int = Field(default=2, ge=0)
+    # "auc": mean AUC of binary tasks (higher is better); "loss": mean validation loss (lower).
+    metric: Literal["auc", "loss"] = "auc"
+    # Reload the best epoch's weights at the end.
+    restore_best: bool = True
+
+
+class TrainConfig(_Strict):
+    """Everything a training run depends on besides the data."""
+
+    # Seeds torch and numpy, the data order and the train/validation split.
+    seed: int = 0
+    # Fraction of impressions held out for validation (Dataset.split).
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    # Passes over the training split (early stopping may end sooner).
+    epochs: int = Field(default=5, ge=1)
+    # Rows per optimisation step.
+    batch_size: int = Field(default=1024, ge=1)
+    # Adam learning rate (model parameters and learnable loss weights).
+    lr: float = Field(default=3e-3, gt=0.0)
+    # AdamW decoupled weight decay of every parameter except embedding tables.
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    # AdamW decoupled weight decay of embedding tables: shrinks rarely seen ids (whose random
+    # initial rows are noise to the first layer) towards zero.
+    embedding_weight_decay: float = Field(default=0.0, ge=0.0)
+    # Model architecture and widths.
+    arch: ArchConfig = Field(default_factory=ArchConfig)
+    # Loss per task id; unlisted tasks: "bce" (binary) or "mse" (regression). Regression losses
+    # compare in the task's training space (log1p of the label when target_transform is log1p).
+    losses: dict[str, LossKind] = Field(default_factory=dict)
+    # Huber loss transition point (regression tasks with loss "huber").
+    huber_delta: float = Field(default=1.0, gt=0.0)
+    # How task losses are weighted.
+    weighting: WeightingConfig = Field(default_factory=WeightingConfig)
+    # Early stopping on the validation split.
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    # ESMM (Ma et al., SIGIR'18): when the dataset declares esmm {ctr, cvr}, train the cvr task
+    # through pCTCVR = pCTR x pCVR against click*convert on every impression.
+    esmm: bool = True
+    # Position-bias shallow tower (YouTube, RecSys'19) over the dataset's training-only features.
+    position_bias: bool = True
+    # Binary tasks whose logits get the position logit; null = binary tasks over all impressions.
+    position_bias_tasks: list[str] | None = None
+    # Start every task head at its training base rate (binary) or mean target (regression).
+    init_output_bias: bool = True
+    # AITM's behavioural expectation calibrator weight (arch aitm only; 0 disables it).
+    calibration_weight: float = Field(default=0.0, ge=0.0)
+    # Use at most this many impressions (split first, then both splits shrink proportionally).
+    max_rows: int | None = Field(default=None, ge=10)
+    # Rows per forward pass when predicting for validation and evaluation.
+    eval_batch_size: int = Field(default=8192, ge=1)
+    # torch intra-op threads; 1 is fastest for these small models on a shared CPU (null: torch's).
+    threads: int | None = Field(default=1, ge=1)
+
+    def loss_kind(self, task_id: str, task_type: str) -> LossKind:
+        """The configured loss of a task, or the default for its type."""
+        return self.losses.get(task_id, "bce" if task_type == "binary" else "mse")
+
+
+def preset_path(preset: str) -> Path:
+    """A preset name (``training/presets/NAME.yaml``) or a path to a YAML file."""
+    given = Path(preset)
+    if given.suffix in (".yaml", ".yml") and given.is_file():
+        return given
+    path = PRESETS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown preset {preset!r}: choose one of {names} or give a YAML path")
+    return path
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], YAML-parsed value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r} is not key=value (e.g. arch.n_experts=8)")
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def _set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"cannot set {'.'.join(keys)}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(preset: str = "default", overrides: Sequence[str] = ()) -> TrainConfig:
+    """Defaults <- preset YAML <- ``key=value`` overrides, validated."""
+    path = preset_path(preset)
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"preset {path} must hold a mapping of config keys")
+    for text in overrides:
+        keys, value = parse_override(text)
+        patch: dict[str, Any] = {}
+        _set(patch, keys, value)
+        data = _merge(data, patch)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"invalid training config from preset {path.name}: {exc}") from exc
+
+
+def dump_config(config: TrainConfig, path: Path) -> None:
+    """Write the resolved config as YAML (tuples as lists)."""
+    data = config.model_dump(mode="json")
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

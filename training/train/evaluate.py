@@ -1,0 +1,99 @@
+"""Evaluation of a ranker on held-out rows: per-task and derived metrics, losses, gate averages.
+
+The model runs in eval mode, so the position-bias tower is left out exactly as at serving time.
+``metrics.json`` (docs/design.md, "Training run directory"):
+``{"tasks": {id: {"auc", "logloss", "n"} | {"mse", "mae", "n"}}, "derived": {id: {...}},
+"history": [...]}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from service.contracts.tasks import DerivedObjective, TaskSpec
+from training.models.ranker import MultiTaskRanker, RankerOutput
+from training.train.arrays import TrainArrays
+from training.train.losses import TaskLosses, task_losses
+from training.train.metrics import FloatArray, product_metrics, task_metrics
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Outputs over all rows: training-space ``RankerOutput`` and mean gate weights per task."""
+
+    output: RankerOutput
+    gates: dict[str, list[float]]  # task id -> mean weight per expert (MoE models)
+
+
+@torch.no_grad()
+def predict(model: MultiTaskRanker, inputs: dict[str, Tensor], batch_size: int) -> Prediction:
+    """Eval-mode forward in batches; restores the model's previous mode."""
+    was_training = model.training
+    model.eval()
+    n = int(next(iter(inputs.values())).shape[0])
+    logits, preds, ctcvrs = [], [], []
+    gate_sums: dict[str, Tensor] = {}
+    try:
+        for start in range(0, n, batch_size):
+            out = model({k: v[start : start + batch_size] for k, v in inputs.items()})
+            logits.append(out.logits)
+            preds.append(out.pred)
+            if out.ctcvr is not None:
+                ctcvrs.append(out.ctcvr)
+            for task_id, gate in out.gates.items():  # (B, E)
+                gate_sums[task_id] = gate_sums.get(task_id, 0) + gate.sum(dim=0)
+    finally:
+        model.train(was_training)
+    output = RankerOutput(
+        torch.cat(logits), torch.cat(preds), {}, torch.cat(ctcvrs) if ctcvrs else None
+    )
+    gates = {k: (v / max(n, 1)).tolist() for k, v in gate_sums.items()}
+    return Prediction(output, gates)
+
+
+def validation_losses(prediction: Prediction, labels: Tensor, spec: TaskLosses) -> list[float]:
+    """Unweighted per-task losses of the eval-mode outputs (same masks as training)."""
+    return [float(v) for v in task_losses(prediction.output, labels, spec)]
+
+
+def compute_metrics(
+    tasks: Sequence[TaskSpec],
+    derived: Sequence[DerivedObjective],
+    labels: dict[str, FloatArray],
+    pred: FloatArray,
+) -> dict[str, Any]:
+    """``{"tasks": {...}, "derived": {...}}`` from training-space predictions (n, T)."""
+    by_id = {t.id: t for t in tasks}
+    out_tasks = {t.id: task_metrics(t, labels, pred[:, k]) for k, t in enumerate(tasks)}
+    probs = {t.id: pred[:, k] for k, t in enumerate(tasks) if t.type == "binary"}
+    out_derived = {
+        d.id: product_metrics(list(d.product), labels, probs)
+        for d in derived
+        if all(by_id[t].type == "binary" for t in d.product)
+    }
+    return {"tasks": out_tasks, "derived": out_derived}
+
+
+def evaluate_arrays(
+    model: MultiTaskRanker,
+    data: TrainArrays,
+    tasks: Sequence[TaskSpec],
+    derived: Sequence[DerivedObjective],
+    batch_size: int,
+) -> tuple[dict[str, Any], Prediction]:
+    """Metrics of a model on rows (labels in natural units) and the raw prediction."""
+    prediction = predict(model, data.inputs, batch_size)
+    pred = prediction.output.pred.numpy().astype(np.float64)
+    return compute_metrics(tasks, derived, data.label_columns(tasks), pred), prediction
+
+
+def mean_auc(metrics: dict[str, Any]) -> float | None:
+    """Mean AUC over binary tasks with a defined AUC (the default early-stopping metric)."""
+    values = [m["auc"] for m in metrics["tasks"].values() if m.get("auc") is not None]
+    return float(np.mean(values)) if values else None
