@@ -1,0 +1,1 @@
+"""The scoring engine: model registry, feature assembly, onnxruntime sessions, ranking, top-k."""
