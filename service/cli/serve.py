@@ -1,0 +1,78 @@
+"""``python -m service serve``: run the API with uvicorn, like the documented command.
+
+    python -m service serve --store models_store --model feed --port 8000
+    # same as: MTRANK_MODELS_DIR=models_store MTRANK_MODEL=feed \
+    #          uvicorn --factory service.main:create_app --host 127.0.0.1 --port 8000
+
+Options become ``MTRANK_*`` environment variables, so every worker process builds the same settings;
+any other setting is read from the environment (or ``MTRANK_CONFIG_FILE``) as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+APP = "service.main:create_app"
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="serve a published model over HTTP (uvicorn)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--store", help="model store directory (MTRANK_MODELS_DIR)")
+    parser.add_argument("--model", help="model name in the store (MTRANK_MODEL)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--redis", help="Redis URL for online features and the user cache")
+    parser.add_argument("--admin-token", help="enable /admin with this bearer token")
+    parser.add_argument(
+        "--log-format", choices=("json", "text"), help="log lines as JSON or text (default json)"
+    )
+    parser.set_defaults(func=run)
+
+
+def settings_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ``MTRANK_*`` variables the command line sets (unset options keep the environment's)."""
+    given = {
+        "MTRANK_MODELS_DIR": args.store,
+        "MTRANK_MODEL": args.model,
+        "MTRANK_REDIS_URL": args.redis,
+        "MTRANK_ADMIN_TOKEN": args.admin_token,
+        "MTRANK_LOG_FORMAT": args.log_format,
+    }
+    return {name: str(value) for name, value in given.items() if value is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.settings import Settings, resolve_model_name
+
+    if args.workers < 1:
+        print(f"--workers must be >= 1, got {args.workers}")
+        return 2
+    os.environ.update(settings_environment(args))
+    try:  # fail here, with the reason, rather than in every worker
+        settings = Settings()
+        model = resolve_model_name(settings)
+    except ValueError as exc:
+        print(f"cannot serve: {exc}")
+        return 2
+    print(
+        f"serving {model} from {settings.models_dir} on http://{args.host}:{args.port} (docs: /docs)"
+    )
+    uvicorn.run(
+        APP,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,  # the app configures logging (MTRANK_LOG_FORMAT)
+    )
+    return 0

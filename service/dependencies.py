@@ -1,0 +1,127 @@
+"""What routes receive: the app's state, typed dependency aliases and the guards.
+
+Collaborators live in one :class:`AppState` on ``app.state.mtrank`` (built by ``create_app``, completed
+by the lifespan), never in globals. Guards are dependencies: :func:`require_admin` on the admin router,
+:func:`rank_slot` (bounded concurrency, never waits) on /rank.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.errors import Forbidden, NotReady, Overloaded, Unauthorized
+from service.json_body import BodyLimits
+from service.metrics import ServiceMetrics
+from service.model_store import ModelStore
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.scoring.ranker import Ranker
+    from service.scoring.registry import ModelRegistry
+
+
+class ConcurrencyLimiter:
+    """Counts /rank requests in flight; past ``limit`` a request is refused at once, never queued.
+
+    Only touched from the event loop (acquire and release happen in coroutines), so a plain counter is
+    race-free; this is an ``asyncio.Semaphore`` checked without waiting.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {limit}")
+        self.limit = limit
+        self.in_flight = 0
+
+    def try_acquire(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        if self.in_flight <= 0:
+            raise RuntimeError("ConcurrencyLimiter released more often than acquired")
+        self.in_flight -= 1
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    model_name: str
+    model_store: ModelStore
+    registry: ModelRegistry
+    metrics: ServiceMetrics
+    limiter: ConcurrencyLimiter
+    limits: BodyLimits
+    ranker: Ranker | None = None  # set by the lifespan once the stores are open
+    admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one model swap at a time
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.mtrank
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+def get_metrics(state: StateDep) -> ServiceMetrics:
+    return state.metrics
+
+
+def get_registry(state: StateDep) -> ModelRegistry:
+    return state.registry
+
+
+def get_ranker(state: StateDep) -> Ranker:
+    if state.ranker is None or not state.registry.ready:
+        raise NotReady(
+            "no model is loaded yet: wait for /readyz, or load one via /admin/models/load"
+        )
+    return state.ranker
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+RegistryDep = Annotated["ModelRegistry", Depends(get_registry)]
+RankerDep = Annotated["Ranker", Depends(get_ranker)]
+
+_bearer = HTTPBearer(auto_error=False, description="MTRANK_ADMIN_TOKEN")
+
+
+def require_admin(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Admin endpoints need ``Authorization: Bearer $MTRANK_ADMIN_TOKEN``; refused if no token is set."""
+    if settings.admin_token is None:
+        raise Forbidden("the admin API is disabled: set MTRANK_ADMIN_TOKEN to enable it")
+    expected = settings.admin_token.get_secret_value().encode()
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if credentials is None or not secrets.compare_digest(given, expected):
+        raise Unauthorized("missing or wrong bearer token: send Authorization: Bearer <token>")
+
+
+async def rank_slot(state: StateDep) -> AsyncIterator[None]:
+    """Hold one of ``max_concurrency`` slots for the request; 503 + Retry-After when none is free."""
+    if not state.limiter.try_acquire():
+        raise Overloaded(
+            f"{state.limiter.limit} requests in flight (MTRANK_MAX_CONCURRENCY): retry shortly",
+            retry_after_seconds=state.settings.retry_after_seconds,
+        )
+    try:
+        yield
+    finally:
+        state.limiter.release()

@@ -1,0 +1,141 @@
+"""Reading and validating a /rank body fast: raw bytes straight into ``RankRequest.model_validate_json``.
+
+FastAPI's default body path decodes JSON with ``json.loads`` into Python objects and then validates those;
+pydantic-core parsing and validating the bytes in one pass is cheaper (``benchmarks/parse_vs_score.py``
+measures both against scoring). The body is read with a size limit enforced while streaming, and the
+checks that depend on settings (candidate count, sequence length) or on the whole list (unique ids,
+column lengths) run here, each naming the offending field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from service.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    from_validation_errors,
+)
+from service.schemas import ColumnarCandidates, RankRequest
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    max_body_bytes: int
+    max_candidates: int
+    max_sequence_length: int
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def read_json_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body; 415 for a non-JSON content type, 413 past ``max_bytes`` (checked while reading)."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        raise UnsupportedMediaType(
+            f"content type {content_type!r} is not JSON: send the body as application/json"
+        )
+    too_large = PayloadTooLarge(
+        f"request body exceeds {max_bytes} bytes (MTRANK_MAX_BODY_BYTES): send fewer candidates "
+        "per request or use the columnar candidate form"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_rank_request(body: bytes, limits: BodyLimits) -> RankRequest:
+    """Validate ``body`` into a :class:`RankRequest`; raise a ``RankError`` naming the bad field."""
+    try:
+        request = RankRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_validation_errors(exc.errors(include_url=False)) from None
+    check_limits(request, limits)
+    return request
+
+
+def check_limits(request: RankRequest, limits: BodyLimits) -> None:
+    columnar = isinstance(request.candidates, ColumnarCandidates)
+    ids = request.candidate_ids()
+    if len(ids) > limits.max_candidates:
+        raise InvalidInput(
+            f"{len(ids)} candidates, at most {limits.max_candidates} per request "
+            "(MTRANK_MAX_CANDIDATES): split the request",
+            field="candidates.ids" if columnar else "candidates",
+        )
+    seen: set[str] = set()
+    for index, item_id in enumerate(ids):
+        if item_id in seen:
+            raise InvalidInput(
+                f"candidate id {item_id!r} appears more than once: ids must be unique",
+                field=f"candidates.ids[{index}]" if columnar else f"candidates[{index}].id",
+            )
+        seen.add(item_id)
+    if isinstance(request.candidates, ColumnarCandidates):
+        for name, column in request.candidates.features.items():
+            if len(column) != len(ids):
+                raise InvalidInput(
+                    f"feature column {name!r} has {len(column)} values for {len(ids)} ids: "
+                    "every column must be as long as `ids` (use null for a missing value)",
+                    field=f"candidates.features.{name}",
+                )
+    if request.fusion is not None and request.fusion_preset is not None:
+        raise InvalidInput(
+            "give either `fusion` (a spec) or `fusion_preset` (a name), not both",
+            field="fusion_preset",
+        )
+    _check_sequences(request.user.features, "user.features", limits.max_sequence_length)
+    _check_sequences(request.context, "context", limits.max_sequence_length)
+
+
+def _check_sequences(features: dict[str, Any], prefix: str, max_length: int) -> None:
+    for name, value in features.items():
+        if isinstance(value, list) and len(value) > max_length:
+            raise InvalidInput(
+                f"sequence {name!r} has {len(value)} ids, at most {max_length} "
+                "(MTRANK_MAX_SEQUENCE_LENGTH): send the most recent ones",
+                field=f"{prefix}.{name}",
+            )
+
+
+def register_openapi_models(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Add ``models`` to the OpenAPI components: bodies read raw are not seen by FastAPI's generator."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, definition in spec.pop("$defs", {}).items():
+                    components.setdefault(name, definition)
+                components[model.__name__] = spec
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

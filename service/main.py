@@ -1,0 +1,140 @@
+"""The app factory: wires settings, model registry, stores, metrics, routers and the error handler.
+
+Run with ``uvicorn --factory service.main:create_app`` (settings from ``MTRANK_*`` environment variables)
+or ``python -m service serve``. Tests pass their own collaborators (in-memory stores, a registry, a
+metrics registry) instead of touching the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
+
+from service.dependencies import AppState, ConcurrencyLimiter
+from service.errors import ModelLoadError, install_error_handlers
+from service.json_body import BodyLimits, register_openapi_models
+from service.logging_config import configure_logging
+from service.metrics import RequestMetricsMiddleware, ServiceMetrics
+from service.model_store import ModelStore
+from service.routers import admin, health, metrics, rank
+from service.schemas import RankRequest
+from service.scoring.ranker import Ranker
+from service.scoring.registry import ModelRegistry
+from service.settings import Settings, resolve_model_name
+from service.store.ports import FeatureStore, UserRepCache
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Online multi-task ranking: one user, a context and candidates in; candidates ordered by a fused "
+    "multi-objective score out, with every objective's prediction. Errors are "
+    '`{"error": {"code", "message", "field"}}` with `field` naming the bad input.'
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    feature_store: FeatureStore | None = None,
+    user_cache: UserRepCache | None = None,
+    registry: ModelRegistry | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    if registry is None:
+        model_name = settings.model or resolve_model_name(settings)
+        registry = ModelRegistry(
+            ModelStore(settings.models_dir), model_name, ort_threads=settings.ort_threads
+        )
+    service_metrics = ServiceMetrics(metrics_registry or CollectorRegistry())
+    state = AppState(
+        settings=settings,
+        model_name=registry.model,
+        model_store=registry.store,
+        registry=registry,
+        metrics=service_metrics,
+        limiter=ConcurrencyLimiter(settings.max_concurrency),
+        limits=BodyLimits(
+            max_body_bytes=settings.max_body_bytes,
+            max_candidates=settings.max_candidates,
+            max_sequence_length=settings.max_sequence_length,
+        ),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            store, cache = feature_store, user_cache
+            if settings.redis_url is not None:
+                store, cache = await _open_redis(settings, stack, store, cache)
+            executor = ThreadPoolExecutor(settings.inference_threads, "mtrank-onnx")
+            stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+            state.ranker = Ranker(
+                state.registry, feature_store=store, user_cache=cache, executor=executor
+            )
+            await _load_initial_model(state)
+            yield
+
+    app = FastAPI(title="mtrank", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.mtrank = state
+    install_error_handlers(app, observe=service_metrics.record_error)
+    app.add_middleware(RequestMetricsMiddleware, metrics=service_metrics)
+    for router in (rank.router, health.router, metrics.router, admin.router):
+        app.include_router(router)
+    register_openapi_models(app, RankRequest)
+    return app
+
+
+async def _open_redis(
+    settings: Settings,
+    stack: AsyncExitStack,
+    store: FeatureStore | None,
+    cache: UserRepCache | None,
+) -> tuple[FeatureStore | None, UserRepCache | None]:
+    """Open the Redis store and cache that were not injected; they are closed when the app stops."""
+    from service.store.redis_feature_store import RedisFeatureStore
+    from service.store.redis_user_cache import RedisUserRepCache
+
+    url = settings.redis_url
+    if url is None:
+        return store, cache
+    if store is None:
+        opened_store = RedisFeatureStore.from_url(
+            url,
+            prefix=settings.redis_prefix,
+            timeout_ms=settings.redis_timeout_ms,
+            budget_ms=settings.feature_budget_ms,
+        )
+        stack.push_async_callback(opened_store.close)
+        store = opened_store
+    if cache is None and settings.user_cache_ttl_seconds > 0:
+        opened_cache = RedisUserRepCache.from_url(
+            url,
+            prefix=settings.redis_prefix,
+            ttl_seconds=settings.user_cache_ttl_seconds,
+            timeout_ms=settings.redis_timeout_ms,
+        )
+        stack.push_async_callback(opened_cache.close)
+        cache = opened_cache
+    logger.info("online features and user cache from Redis (prefix %r)", settings.redis_prefix)
+    return store, cache
+
+
+async def _load_initial_model(state: AppState) -> None:
+    """Load the store's current version unless one is active; a failure leaves the app not ready."""
+    active = state.registry.active
+    if active is None:
+        try:
+            active = await run_in_threadpool(state.registry.load, None)
+        except ModelLoadError as exc:
+            logger.error("no model served: %s (load one via POST /admin/models/load)", exc.message)
+            return
+    state.metrics.set_model(active.name, active.version)
+    logger.info("serving %s/%s", active.name, active.version)

@@ -1,0 +1,232 @@
+"""Prometheus metrics of the ranking service (names in ``/work/shared/CONVENTIONS.md``).
+
+One :class:`ServiceMetrics` per app, on the registry it is given (each test its own). Buckets fit a service
+whose requests take 1-50 ms (0.25 ms .. 1 s). Score distributions get one observation per candidate, so
+they are recorded in bulk with numpy (:class:`BulkHistogram`) rather than one Python call per value.
+Labels are low-cardinality only: never a user or item id.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from service.scoring.ranker import RankOutput
+
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02,
+    0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+CANDIDATE_BUCKETS = (1, 10, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+# Probabilities live in [0, 1]; regression objectives (watch time) in natural units; fused scores may
+# be negative (zscore terms) or large (weighted sums).
+OBJECTIVE_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99,
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+)  # fmt: skip
+# Negative buckets mean the exposition has no _sum/_count for the fused score (an OpenMetrics rule the
+# client library follows); quantiles and heatmaps only need the buckets.
+FUSED_BUCKETS = (-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, *OBJECTIVE_BUCKETS)
+FETCH_FAILURES = frozenset({"timeout", "error", "circuit_open", "corrupt"})
+
+
+class BulkHistogram(Collector):
+    """A histogram family observed with whole arrays at once (``np.searchsorted`` + ``np.bincount``)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.upper = np.asarray(buckets, dtype=np.float64)
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, ...], npt.NDArray[np.int64]] = {}
+        self._sums: dict[tuple[str, ...], float] = {}
+        if not self.labelnames:  # an unlabelled histogram is exported (at zero) from the start
+            self._counts[()] = np.zeros(len(self.upper) + 1, dtype=np.int64)
+            self._sums[()] = 0.0
+        registry.register(self)
+
+    def observe_many(self, values: npt.ArrayLike, labels: Sequence[str] = ()) -> None:
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
+        array = np.asarray(values, dtype=np.float64).ravel()
+        array = array[np.isfinite(array)]
+        # bucket i counts values <= upper[i]; the last slot is +Inf
+        slots = np.searchsorted(self.upper, array, side="left")
+        counts = np.bincount(slots, minlength=len(self.upper) + 1).astype(np.int64)
+        key = tuple(labels)
+        with self._lock:
+            if key in self._counts:
+                self._counts[key] += counts
+                self._sums[key] += float(array.sum())
+            else:
+                self._counts[key] = counts
+                self._sums[key] = float(array.sum())
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            snapshot = [(k, c.copy(), self._sums[k]) for k, c in self._counts.items()]
+        for key, counts, total in snapshot:
+            cumulative = np.cumsum(counts)
+            bounds = [*(_le(b) for b in self.upper), "+Inf"]
+            family.add_metric(
+                list(key), [(b, float(n)) for b, n in zip(bounds, cumulative, strict=True)], total
+            )
+        return [family]
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+class ServiceMetrics:
+    """All metric families of one app; ``record_*`` methods are what the HTTP layer calls."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # The text format shows each counter's/histogram's ``_created`` timestamp as an extra gauge
+        # family nobody queries; switched off (process-wide, idempotent) to keep the exposition exact.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry
+        self.requests = Counter(
+            "mtrank_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+            registry=registry,
+        )  # fmt: skip
+        self.request_duration = Histogram(
+            "mtrank_request_duration_seconds", "Server-side request latency",
+            ["endpoint", "status"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "mtrank_errors", "Error responses by reason (the error code)", ["reason"],
+            registry=registry,
+        )  # fmt: skip
+        self.stage_duration = Histogram(
+            "mtrank_stage_duration_seconds", "Time per scoring stage", ["stage"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.candidates = Histogram(
+            "mtrank_candidates_per_request", "Candidates in one /rank request",
+            buckets=CANDIDATE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.feature_store_requests = Counter(
+            "mtrank_feature_store_requests", "Feature-store entity lookups by result (hit, miss)",
+            ["result"], registry=registry,
+        )  # fmt: skip
+        self.feature_store_errors = Counter(
+            "mtrank_feature_store_errors", "Feature fetches that failed and were served without",
+            ["kind"], registry=registry,
+        )  # fmt: skip
+        self.user_cache_requests = Counter(
+            "mtrank_user_cache_requests", "User-representation cache lookups by result",
+            ["result"], registry=registry,
+        )  # fmt: skip
+        self.model_info = Gauge(
+            "mtrank_model_info", "1 for the model version being served", ["model", "version"],
+            registry=registry,
+        )  # fmt: skip
+        self.model_swaps = Counter(
+            "mtrank_model_swaps", "Model loads/rollbacks by result (ok, failed)", ["result"],
+            registry=registry,
+        )  # fmt: skip
+        self.objective_score = BulkHistogram(
+            "mtrank_objective_score", "Predicted score per candidate and objective",
+            ["objective"], OBJECTIVE_BUCKETS, registry,
+        )  # fmt: skip
+        self.fused_score = BulkHistogram(
+            "mtrank_fused_score", "Fused ranking score per candidate", [], FUSED_BUCKETS, registry
+        )
+        self._served: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def record_request(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+        self.request_duration.labels(endpoint=endpoint, status=str(status)).observe(seconds)
+
+    def record_error(self, reason: str) -> None:
+        self.errors.labels(reason=reason).inc()
+
+    def record_rank(self, output: RankOutput) -> None:
+        """Everything a successful /rank tells: stages, feature fetch, cache, score distributions."""
+        for stage, seconds in output.timings.items():
+            self.stage_duration.labels(stage=stage).observe(seconds)
+        self.candidates.observe(len(output.fused_scores))
+        fetch = output.feature_fetch
+        if fetch is not None and fetch.status != "disabled":
+            if fetch.hits:
+                self.feature_store_requests.labels(result="hit").inc(fetch.hits)
+            if fetch.misses:
+                self.feature_store_requests.labels(result="miss").inc(fetch.misses)
+            if fetch.status in FETCH_FAILURES:
+                self.feature_store_errors.labels(kind=fetch.status).inc()
+        if output.user_cache != "disabled":
+            self.user_cache_requests.labels(result=output.user_cache).inc()
+        for objective, scores in output.objective_scores.items():
+            self.objective_score.observe_many(scores, (objective,))
+        self.fused_score.observe_many(output.fused_scores)
+
+    def set_model(self, model: str, version: str) -> None:
+        """Make ``model/version`` the one series of ``mtrank_model_info`` at 1."""
+        with self._lock:
+            if self._served is not None and self._served != (model, version):
+                self.model_info.remove(*self._served)
+            self.model_info.labels(model=model, version=version).set(1)
+            self._served = (model, version)
+
+    def record_swap(self, ok: bool) -> None:
+        self.model_swaps.labels(result="ok" if ok else "failed").inc()
+
+
+class RequestMetricsMiddleware:
+    """ASGI middleware: count and time every HTTP request by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception escaped every handler
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            endpoint = (
+                getattr(route, "path", None) or "unmatched"
+            )  # templates only: low cardinality
+            self.metrics.record_request(endpoint, status, time.perf_counter() - started)

@@ -1,0 +1,110 @@
+"""Service settings: ``MTRANK_*`` environment variables, an optional YAML/TOML file, then defaults.
+
+Precedence (highest first): constructor arguments, environment variables, the file named by
+``MTRANK_CONFIG_FILE``, defaults. The defaults serve ``models_store/`` out of the box. Nothing is read at
+import time: ``Settings()`` reads the environment when called, so tests build their own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from service.model_store import ModelStore
+
+CONFIG_FILE_ENV = "MTRANK_CONFIG_FILE"
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the ranking service; env var = ``MTRANK_`` + upper-case field name."""
+
+    model_config = SettingsConfigDict(env_prefix="MTRANK_", frozen=True, extra="forbid")
+
+    models_dir: Path = Field(
+        Path("models_store"), description="model store root (<model>/<version>/)"
+    )
+    model: str | None = Field(
+        None, description="model to serve; default: the only model in the store"
+    )
+    redis_url: str | None = Field(
+        None, description="online feature store and user cache; unset = request features only"
+    )
+    redis_prefix: str = Field("mtrank", min_length=1, description="key prefix in Redis")
+    redis_timeout_ms: int = Field(20, ge=1, le=10_000, description="socket/connect timeout")
+    feature_budget_ms: int = Field(30, ge=1, le=10_000, description="whole feature fetch budget")
+    user_cache_ttl_seconds: int = Field(300, ge=0, description="0 disables the user-rep cache")
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token for /admin; unset = admin API refused"
+    )
+    max_candidates: int = Field(5000, ge=1, description="candidates per request")
+    max_body_bytes: int = Field(8 * MIB, ge=1024, description="request body size limit")
+    max_sequence_length: int = Field(1000, ge=1, description="ids in one sequence feature")
+    max_concurrency: int = Field(
+        64, ge=1, description="/rank requests in flight; past it: 503 + Retry-After"
+    )
+    retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with an overload 503")
+    ort_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
+    inference_threads: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        ge=1,
+        description="threads running ONNX sessions off the event loop",
+    )
+    log_format: Literal["json", "text"] = Field("json", description="JSON lines or plain text")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # dotenv and secrets sources are inert unless configured; kept for users who configure them
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(_file_source(settings_cls, Path(config_file)))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ValueError(
+            f"{CONFIG_FILE_ENV}={path} does not exist; point it at a YAML or TOML file"
+        )
+    if path.suffix in {".yaml", ".yml"}:
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    if path.suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    raise ValueError(f"{CONFIG_FILE_ENV}={path}: use a .yaml, .yml or .toml file")
+
+
+def resolve_model_name(settings: Settings) -> str:
+    """The model to serve: ``settings.model``, or the store's only model; else a ``ValueError``."""
+    if settings.model is not None:
+        return settings.model
+    models = ModelStore(settings.models_dir).models()
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise ValueError(
+            f"no model in {settings.models_dir.resolve()}: publish one "
+            "(python -m training publish RUN --store DIR --model NAME) or set MTRANK_MODELS_DIR"
+        )
+    raise ValueError(
+        f"{settings.models_dir} holds several models ({', '.join(models)}): choose one with MTRANK_MODEL"
+    )

@@ -1,0 +1,117 @@
+"""ServiceMetrics: the exported families, bulk score histograms, model info and request recording."""
+
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.metrics import LATENCY_BUCKETS, OBJECTIVE_BUCKETS, BulkHistogram, ServiceMetrics
+
+# The dashboard's contract (tests/test_docker_stack.py SERVICE_METRICS): family -> (type, labels).
+EXPECTED = {
+    "mtrank_requests": ("counter", ("endpoint", "status")),
+    "mtrank_request_duration_seconds": ("histogram", ("endpoint", "status")),
+    "mtrank_errors": ("counter", ("reason",)),
+    "mtrank_stage_duration_seconds": ("histogram", ("stage",)),
+    "mtrank_candidates_per_request": ("histogram", ()),
+    "mtrank_feature_store_requests": ("counter", ("result",)),
+    "mtrank_feature_store_errors": ("counter", ("kind",)),
+    "mtrank_user_cache_requests": ("counter", ("result",)),
+    "mtrank_model_info": ("gauge", ("model", "version")),
+    "mtrank_model_swaps": ("counter", ("result",)),
+    "mtrank_objective_score": ("histogram", ("objective",)),
+    "mtrank_fused_score": ("histogram", ()),
+}
+
+
+def _families(registry: CollectorRegistry) -> dict[str, object]:
+    text = generate_latest(registry).decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def _exercise(metrics: ServiceMetrics) -> None:
+    metrics.record_request("/rank", 200, 0.004)
+    metrics.record_error("invalid_input")
+    metrics.stage_duration.labels(stage="transform").observe(0.001)
+    metrics.candidates.observe(10)
+    metrics.feature_store_requests.labels(result="hit").inc()
+    metrics.feature_store_errors.labels(kind="timeout").inc()
+    metrics.user_cache_requests.labels(result="miss").inc()
+    metrics.set_model("feed", "v1")
+    metrics.record_swap(ok=True)
+    metrics.objective_score.observe_many([0.1, 0.2], ("click",))
+    metrics.fused_score.observe_many([0.3])
+
+
+def test_exported_families_match_the_dashboard_contract_exactly() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    _exercise(metrics)
+    families = _families(registry)
+    assert set(families) == set(EXPECTED)
+    for name, (kind, labels) in EXPECTED.items():
+        family = families[name]
+        assert family.type == kind, name  # type: ignore[attr-defined]
+        for sample in family.samples:  # type: ignore[attr-defined]
+            assert set(sample.labels) - {"le"} == set(labels), (name, sample)
+
+
+def test_latency_buckets_span_a_quarter_millisecond_to_one_second() -> None:
+    assert LATENCY_BUCKETS[0] == 0.00025
+    assert LATENCY_BUCKETS[-1] == 1.0
+    assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
+
+
+def test_bulk_histogram_equals_one_observe_per_value() -> None:
+    values = np.concatenate([np.linspace(-0.5, 1200, 997), OBJECTIVE_BUCKETS, [np.nan, np.inf]])
+    bulk_registry, reference_registry = CollectorRegistry(), CollectorRegistry()
+    bulk = BulkHistogram("h", "h", ["objective"], OBJECTIVE_BUCKETS, bulk_registry)
+    reference = Histogram(
+        "h", "h", ["objective"], buckets=OBJECTIVE_BUCKETS, registry=reference_registry
+    )
+    bulk.observe_many(values[:500], ("click",))
+    bulk.observe_many(values[500:], ("click",))
+    for value in values[np.isfinite(values)]:
+        reference.labels(objective="click").observe(float(value))
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        family = _families(registry)["h"]
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for s in family.samples  # type: ignore[attr-defined]
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(bulk_registry), samples(reference_registry)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == value if key[0] != "h_sum" else abs(got[key] - value) < 1e-6
+
+
+def test_model_info_keeps_one_series_for_the_served_version() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    metrics.set_model("feed", "v1")
+    metrics.set_model("feed", "v2")
+    info = _families(registry)["mtrank_model_info"]
+    series = {(s.labels["model"], s.labels["version"]): s.value for s in info.samples}  # type: ignore[attr-defined]
+    assert series == {("feed", "v2"): 1.0}
+
+
+def test_request_recording_counts_by_endpoint_and_status() -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    metrics.record_request("/rank", 200, 0.002)
+    metrics.record_request("/rank", 200, 0.003)
+    metrics.record_request("/rank", 422, 0.001)
+    assert (
+        registry.get_sample_value("mtrank_requests_total", {"endpoint": "/rank", "status": "200"})
+        == 2
+    )
+    assert (
+        registry.get_sample_value(
+            "mtrank_request_duration_seconds_count", {"endpoint": "/rank", "status": "422"}
+        )
+        == 1
+    )

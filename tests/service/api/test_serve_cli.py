@@ -1,0 +1,41 @@
+"""`python -m service serve` maps its options to MTRANK_* settings and refuses a store it cannot serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.cli.main import build_parser, main
+
+
+def test_serve_options_become_mtrank_environment_variables() -> None:
+    from service.cli.serve import settings_environment
+
+    args = build_parser().parse_args(
+        ["serve", "--store", "/models", "--model", "feed", "--redis", "redis://r:6379/0"]
+    )
+    assert settings_environment(args) == {
+        "MTRANK_MODELS_DIR": "/models",
+        "MTRANK_MODEL": "feed",
+        "MTRANK_REDIS_URL": "redis://r:6379/0",
+    }
+    assert (args.host, args.port, args.workers) == ("127.0.0.1", 8000, 1)
+
+
+def test_serve_refuses_an_empty_store_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MTRANK_MODEL", raising=False)
+    monkeypatch.setenv("MTRANK_MODELS_DIR", str(tmp_path))  # restored after the test
+    assert main(["serve", "--store", str(tmp_path)]) == 2
+    assert "no model in" in capsys.readouterr().out
+
+
+def test_serve_help_lists_the_documented_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--store", "--model", "--host", "--port", "--workers"):
+        assert option in out
