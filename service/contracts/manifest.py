@@ -116,14 +116,14 @@ class Verification(BaseModel):
 class RankUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | int | None = None
+    id: str | None = None  # ids are strings, as POST /rank takes them
     features: dict[str, Any] = Field(default_factory=dict)
 
 
 class RankCandidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | int
+    id: str  # unique within the request, as POST /rank requires
     features: dict[str, Any] = Field(default_factory=dict)
 
 

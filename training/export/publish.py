@@ -172,7 +172,7 @@ def warmup_requests(
     """Raw /rank-like requests from held-out rows: a row's user and context, the next rows' items.
 
     ``user``, ``item``, ``context``: raw feature names per side; the first user feature's value is
-    the user id; candidate ids are row positions (unique within a request, as /rank requires).
+    the user id; candidate ids are row positions as strings (unique within a request, as /rank requires).
     """
     records = frame.head(requests * candidates).to_dict("records")
     examples = []
@@ -189,7 +189,7 @@ def warmup_requests(
                     },
                     "context": _features(head, context),
                     "candidates": [
-                        {"id": start + k, "features": _features(row, item)}
+                        {"id": str(start + k), "features": _features(row, item)}
                         for k, row in enumerate(chunk)
                     ],
                 }

@@ -69,7 +69,7 @@ def manifest_dict(**overrides: Any) -> dict[str, Any]:
             {
                 "user": {"id": "u1", "features": {"user_age": 30}},
                 "context": {"hour": 3},
-                "candidates": [{"id": 7, "features": {"item_price": 1.5}}],
+                "candidates": [{"id": "7", "features": {"item_price": 1.5}}],
             }
         ],
         "fusion_default": "balanced",

@@ -21,7 +21,7 @@ from training.export.publish import PublishInputs, default_fusion, publish, warm
 from training.export.verify import VerificationError, unsplit_reference
 
 WARMUP = RankExample.model_validate(
-    {"user": {"id": "u1", "features": {"age": 30}}, "candidates": [{"id": 3, "features": {}}]}
+    {"user": {"id": "u1", "features": {"age": 30}}, "candidates": [{"id": "3", "features": {}}]}
 )
 
 
@@ -143,13 +143,13 @@ def test_warmup_requests_are_raw_rank_requests_without_missing_values() -> None:
             "user": {"id": "u1", "features": {"user_id": "u1", "age": 30.0, "history": [1, 2]}},
             "context": {"hour": 3},
             "candidates": [
-                {"id": 0, "features": {"item_id": 7, "price": 1.5}},
-                {"id": 1, "features": {"item_id": 8}},
+                {"id": "0", "features": {"item_id": 7, "price": 1.5}},
+                {"id": "1", "features": {"item_id": 8}},
             ],
         },
         {
             "user": {"id": "u2", "features": {"user_id": "u2", "history": []}},
             "context": {"hour": 4},
-            "candidates": [{"id": 2, "features": {"item_id": 9, "price": 2.0}}],
+            "candidates": [{"id": "2", "features": {"item_id": 9, "price": 2.0}}],
         },
     ]
