@@ -1,0 +1,93 @@
+"""Every benchmark script runs end to end at a tiny size and prints or writes its figures.
+
+The figures themselves are not judged here (speed targets live in the scripts, run on demand);
+these tests keep the scripts from rotting: they must start, measure, compare and report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.published_model import PublishedModel
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: str, timeout: float = 240) -> str:
+    command = [sys.executable, str(ROOT / "benchmarks" / name), *args]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def test_transform_speed_compares_vectorized_with_per_row(tmp_path: Path) -> None:
+    out = run_script("transform_speed.py", "--rows", "200", "--repeats", "1")
+    ratios = re.findall(r"(\d+\.\d)x$", out, flags=re.MULTILINE)
+    assert ratios, out  # one lists/naive ratio per scenario, printed after arrays matched
+    assert all(float(r) > 0 for r in ratios)
+
+
+@pytest.mark.redis
+def test_feature_store_fetch_compares_layouts_and_cleans_up(redis_server: str) -> None:
+    import redis
+
+    out = run_script(
+        "feature_store_fetch.py", "--redis", redis_server, "--entities", "20", "--iterations", "15"
+    )
+    assert re.search(r"^\s+20\s+mtrank\s+[\d.]+\s+[\d.]+$", out, flags=re.MULTILINE), out
+    assert "(feast-style / mtrank)" in out
+    client = redis.Redis.from_url(redis_server)
+    try:
+        assert list(client.scan_iter(match="bench-*")) == []  # its keys are gone
+    finally:
+        client.close()
+
+
+def test_parse_vs_score_reports_both_costs(published_store: PublishedModel) -> None:
+    out = run_script(
+        "parse_vs_score.py",
+        "--store", str(published_store.store_dir), "--model", published_store.model,
+        "--candidates", "50", "--repeat", "3",
+    )  # fmt: skip
+    assert "validate_json" in out
+    assert "score" in out
+
+
+def test_loadtest_smoke_against_a_running_service(
+    uvicorn_service: str, published_store: PublishedModel, tmp_path: Path
+) -> None:
+    png = tmp_path / "latency.png"
+    out = run_script(
+        "loadtest.py", "--url", uvicorn_service, "--smoke",
+        "--store", str(published_store.store_dir), "--model", published_store.model,
+        "--png", str(png),
+    )  # fmt: skip
+    assert re.search(r"p99", out), out
+    assert png.stat().st_size > 0
+
+
+def test_mmoe_synthetic_writes_table_results_and_plots(tmp_path: Path) -> None:
+    run_script(
+        "mmoe_synthetic.py", "--runs", "2", "--epochs", "1", "--train-rows", "200",
+        "--test-rows", "50", "--rhos", "0.5", "1.0", "--archs", "shared_bottom", "mmoe",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(results) == {"shared_bottom", "mmoe"}
+    for by_rho in results.values():
+        assert set(by_rho) == {"0.5", "1.0"}
+        for cell in by_rho.values():
+            assert len(cell["finals"]) == 2
+            assert all(0 < loss < 100 for loss in cell["finals"])
+    for name in ("table.md", "loss_curves.png", "final_loss.png"):
+        assert (tmp_path / name).stat().st_size > 0
