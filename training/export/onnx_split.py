@@ -118,7 +118,8 @@ class _CandidateGraph(nn.Module):
                 dtype = torch.int64 if INPUT_DTYPES[name] is np.int64 else torch.float32
                 args[name] = anchor.reshape(anchor.shape[0], -1)[:, :0].to(dtype)  # (N, 0)
         scores = cast(SplitRanker, self.ranker).score_candidates(user_rep, **args)  # (N, T)
-        tracing = torch.jit.is_tracing()  # checked eagerly; verify_split checks the exported shapes
+        # checked eagerly only; verify_split checks the exported graph's shapes
+        tracing = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
         if not tracing and (scores.dim() != 2 or int(scores.shape[1]) != self.n_tasks):
             raise ValueError(
                 f"score_candidates must return (N, {self.n_tasks}), got {tuple(scores.shape)}"
