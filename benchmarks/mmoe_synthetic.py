@@ -152,6 +152,54 @@ def write_table(results: dict[str, dict[str, dict[str, object]]], rhos: list[flo
     return "\n".join(lines) + "\n"
 
 
+def paired_ratios(
+    results: dict[str, dict[str, dict[str, object]]], rhos: list[float]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Paired views of the finals: run ``r`` of every model and rho shares one seed, hence the same
+    u1, u2, alpha, beta and x (only w2 moves with rho), so per-run ratios cancel the data's scale.
+
+    ``vs_rho1``: geometric mean over runs of loss(rho) / loss(rho = 1) for each model (the paper's
+    "degrades as correlation drops"); ``vs_models``: geometric mean over runs of a model's loss over
+    the geometric mean of all models' losses on the same run and rho (< 1: better than the field).
+    """
+    finals = {
+        name: {str(rho): np.asarray(by_rho[str(rho)]["finals"], dtype=np.float64) for rho in rhos}
+        for name, by_rho in results.items()
+    }
+    names = list(finals)
+    out: dict[str, dict[str, dict[str, float]]] = {"vs_rho1": {}, "vs_models": {}}
+    top = str(max(rhos))
+    for name in names:
+        out["vs_rho1"][name] = {
+            str(rho): float(np.exp(np.log(finals[name][str(rho)] / finals[name][top]).mean()))
+            for rho in rhos
+        }
+    for rho in rhos:
+        stacked = np.stack([finals[name][str(rho)] for name in names])  # (models, runs)
+        field = np.exp(np.log(stacked).mean(axis=0))
+        for k, name in enumerate(names):
+            ratio = float(np.exp(np.log(stacked[k] / field).mean()))
+            out["vs_models"].setdefault(name, {})[str(rho)] = ratio
+    return out
+
+
+def write_paired_table(paired: dict[str, dict[str, dict[str, float]]], rhos: list[float]) -> str:
+    top = max(rhos)
+    lines = [
+        "| model | "
+        + " | ".join(f"loss(rho={r}) / loss(rho={top})" for r in rhos)
+        + " | "
+        + " | ".join(f"vs field, rho={r}" for r in rhos)
+        + " |",
+        "|---|" + "---|" * (2 * len(rhos)),
+    ]
+    for name in paired["vs_rho1"]:
+        cells = [f"{paired['vs_rho1'][name][str(r)]:.3f}" for r in rhos]
+        cells += [f"{paired['vs_models'][name][str(r)]:.3f}" for r in rhos]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(results: dict[str, dict[str, dict[str, object]]], rhos: list[float], out: Path) -> None:
     import matplotlib
 
@@ -224,8 +272,10 @@ def main(argv: list[str] | None = None) -> None:
                 "test_curves": tests,
             }
     meta = vars(args) | {"out": str(args.out), "seconds": round(time.perf_counter() - started, 1)}
+    paired = paired_ratios(results, args.rhos)
+    meta["paired"] = paired
     (args.out / "results.json").write_text(json.dumps({"settings": meta, "results": results}))
-    table = write_table(results, args.rhos)
+    table = write_table(results, args.rhos) + "\n" + write_paired_table(paired, args.rhos)
     (args.out / "table.md").write_text(table)
     plot(results, args.rhos, args.out)
     print(table)
