@@ -91,3 +91,18 @@ def test_mmoe_synthetic_writes_table_results_and_plots(tmp_path: Path) -> None:
             assert all(0 < loss < 100 for loss in cell["finals"])
     for name in ("table.md", "loss_curves.png", "final_loss.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_split_vs_unsplit_agrees_then_times_both(tmp_path: Path) -> None:
+    from training.cli.main import main
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["generate", "simulator", "--rows", "400", "--seed", "4", "--out", str(data)]) == 0
+    train = ["train", "--preset", "default", "--data", str(data), "--out", str(run)]
+    assert main([*train, "--epochs", "1", "--no-progress"]) == 0
+    out = run_script(
+        "split_vs_unsplit.py", "--run", str(run), "--candidates", "5", "40", "--repeat", "2"
+    )
+    rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+(\S+)$", out, re.MULTILINE)
+    assert [int(r[0]) for r in rows] == [5, 40], out
+    assert all(float(r[4]) <= 1e-5 for r in rows)  # the two graphs agree before any timing
