@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 import torch
 
-from training.models import GroupLayout, InputLayout, default_embedding_dim
+from service.contracts.feature_spec import FeatureSpec
+from service.contracts.fitting import fit_spec
+from service.contracts.transform import FeatureTransform
+from tests.training.models.small import TASKS, arch
+from training.models import GroupLayout, InputLayout, MultiTaskRanker, default_embedding_dim
 
 
 def test_default_embedding_dim_grows_with_cardinality_up_to_16() -> None:
@@ -119,14 +123,7 @@ def test_from_spec_rejects_unfitted_specs_and_dangling_sequences() -> None:
 
 
 def test_layout_from_a_real_fitted_spec_fits_the_transforms_arrays() -> None:
-    # Runs once service.contracts.feature_spec / fitting / transform exist (written in parallel).
-    feature_spec = pytest.importorskip("service.contracts.feature_spec")
-    fitting = pytest.importorskip("service.contracts.fitting")
-    transform = pytest.importorskip("service.contracts.transform")
-    from tests.training.models.small import TASKS, arch
-    from training.models import MultiTaskRanker
-
-    spec = feature_spec.FeatureSpec.model_validate(
+    spec = FeatureSpec.model_validate(
         {
             "name": "tiny",
             "features": [
@@ -145,7 +142,7 @@ def test_layout_from_a_real_fitted_spec_fits_the_transforms_arrays() -> None:
             ],
         }
     )
-    columns = {
+    columns: dict[str, list[Any]] = {
         "user_id": ["u1", "u2", "u3", "u1"],
         "user_age": [20, 30, 20, 40],
         "user_activity": [0.5, 1.5, 2.5, 3.5],
@@ -155,12 +152,12 @@ def test_layout_from_a_real_fitted_spec_fits_the_transforms_arrays() -> None:
         "hour": [1, 2, 3, 1],
         "position": [0, 1, 2, 3],
     }
-    fitted = fitting.fit_spec(spec, columns)
+    fitted = fit_spec(spec, columns)
     layout = InputLayout.from_spec(fitted)
     assert layout.user.cardinalities == (51, 4)  # 50 buckets + missing; 3 ages + unknown
     assert layout.user.embedding_dims[0] == 4
     assert (layout.item.n_numeric, layout.sequence_columns, layout.max_length) == (1, (0,), 3)
-    arrays = transform.FeatureTransform(fitted, strict=False).transform_columns(
+    arrays = FeatureTransform(fitted, strict=False).transform_columns(
         columns, 4, sides=["user", "item", "context", "training"]
     )
     model = MultiTaskRanker(layout, TASKS, arch("mmoe"), position_bias_tasks=["click"])
