@@ -1,4 +1,4 @@
-"""``python -m service serve``: run the API with uvicorn, like the documented command.
+r"""``python -m service serve``: run the API with uvicorn, like the documented command.
 
     python -m service serve --store models_store --model feed --port 8000
     # same as: MTRANK_MODELS_DIR=models_store MTRANK_MODEL=feed \
