@@ -77,7 +77,11 @@ def create_app(
             executor = ThreadPoolExecutor(settings.inference_threads, "mtrank-onnx")
             stack.callback(executor.shutdown, wait=False, cancel_futures=True)
             state.ranker = Ranker(
-                state.registry, feature_store=store, user_cache=cache, executor=executor
+                state.registry,
+                feature_store=store,
+                user_cache=cache,
+                executor=executor,
+                unknown_features=settings.unknown_features,
             )
             await _load_initial_model(state)
             yield

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     max_candidates: int = Field(5000, ge=1, description="candidates per request")
     max_body_bytes: int = Field(8 * MIB, ge=1024, description="request body size limit")
     max_sequence_length: int = Field(1000, ge=1, description="ids in one sequence feature")
+    unknown_features: Literal["reject", "ignore"] = Field(
+        "reject",
+        description="a feature the model does not take: reject (422 naming it) or ignore it "
+        "(for clients that send one superset of features to several model versions)",
+    )
     max_concurrency: int = Field(
         64, ge=1, description="/rank requests in flight; past it: 503 + Retry-After"
     )

@@ -75,6 +75,7 @@ def to_rank_input(request: RankRequest) -> RankInput:
         fusion=request.fusion,
         fusion_preset=request.fusion_preset,
         top_k=request.top_k,
+        candidates_columnar=not isinstance(request.candidates, list),
     )
 
 

@@ -47,6 +47,7 @@ class RankInput:
     fusion: FusionSpec | None = None  # per-request override, validated against the model here
     fusion_preset: str | None = None
     top_k: int | None = None
+    candidates_columnar: bool = False  # the request sent ``{ids, features}``: names error fields
 
 
 def _rename_field(field: str, row: int | None, prefix: str) -> str:
@@ -81,6 +82,24 @@ class FeatureAssembler:
         )
 
     # --- public ------------------------------------------------------------------------------
+
+    def check_feature_names(self, request: RankInput) -> None:
+        """Refuse a feature this model does not take on that side (a typo would silently become
+        the spec's default, a wrong score): ``InvalidInput`` naming the field and the valid names."""
+        user = [n for n in request.user_features if n not in self.names["user"]]
+        if user:
+            raise self._unknown(user[0], "user", f"{USER_PREFIX}.{user[0]}")
+        context = [n for n in request.context if n not in self.names["context"]]
+        if context:
+            raise self._unknown(context[0], "context", f"{CONTEXT_PREFIX}.{context[0]}")
+        for name, column in request.candidate_features.items():
+            if name in self.names["item"]:
+                continue
+            if request.candidates_columnar:
+                raise self._unknown(name, "item", f"{ITEM_PREFIX}.{name}")
+            row = next((k for k, value in enumerate(column) if value is not None), None)
+            if row is not None:
+                raise self._unknown(name, "item", f"candidates[{row}].features.{name}")
 
     def user_arrays(self, features: Mapping[str, Any], stored: Mapping[str, Any] | None) -> Arrays:
         """``user_cat`` (1, Cu), ``user_num`` (1, Nu), ``user_seq`` (1, S, L)."""
@@ -117,6 +136,26 @@ class FeatureAssembler:
         return arrays
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _unknown(self, name: str, side: Side, field: str) -> InvalidInput:
+        where = {
+            "user": "user.features",
+            "item": "candidates[].features",
+            "context": "context",
+        }
+        known = {f.name: f.side for f in self.spec.features}
+        other = known.get(name)
+        if other == "training":
+            hint = "it is a training-only feature (e.g. display position) and is not served"
+        elif other is not None:
+            hint = f"it is a{'n' if other == 'item' else ''} {other} feature: send it in {where[other]}"
+        else:
+            hint = f"{side} features of this model: {', '.join(self.names[side]) or '(none)'}"
+        return InvalidInput(
+            f"{field}: {name!r} is not a{'n' if side == 'item' else ''} {side} feature of this "
+            f"model; {hint} (MTRANK_UNKNOWN_FEATURES=ignore drops unknown features instead)",
+            field=field,
+        )
 
     def _item_columns(
         self,

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -150,8 +150,10 @@ class Ranker:
         feature_store: FeatureStore | None = None,
         user_cache: UserRepCache | None = None,
         executor: concurrent.futures.Executor | None = None,
+        unknown_features: Literal["reject", "ignore"] = "reject",
     ) -> None:
         self.registry = registry
+        self.unknown_features = unknown_features
         self.feature_store = feature_store
         self.user_cache = user_cache
         self.executor = executor
@@ -165,6 +167,8 @@ class Ranker:
         if request.top_k is not None and request.top_k < 1:
             raise InvalidInput(f"top_k must be >= 1, got {request.top_k}", field="top_k")
         fusion_name, spec = choose_fusion(model, request)
+        if self.unknown_features == "reject":
+            model.assembler.check_feature_names(request)
 
         start = time.perf_counter()
         key = self._cache_key(model, request)

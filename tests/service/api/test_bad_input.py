@@ -111,6 +111,11 @@ CASES: list[tuple[str, Callable[[Body], Body], str | None, int, str | None]] = [
     ("fusion_no_terms", _set("fusion", {"kind": "weighted_sum", "terms": {}}), None, 422, "fusion.terms"),
     ("fusion_unknown_transform", _set("fusion", {"kind": "weighted_sum", "terms": {"click": {"weight": 1.0, "transform": "sqrt"}}}), None, 422, "fusion.terms.click.transform"),
     ("fusion_unknown_objective", _set("fusion", {"kind": "weighted_sum", "terms": {"no_such_objective": {"weight": 1.0}}}), None, 422, "fusion.terms.no_such_objective"),
+    ("unknown_user_feature", _set("user.features.user_agee", "25-34"), None, 422, "user.features.user_agee"),
+    ("item_feature_sent_as_user_feature", _set("user.features.item_price", 3.0), None, 422, "user.features.item_price"),
+    ("unknown_context_feature", _set("context.weekday", "mon"), None, 422, "context.weekday"),
+    ("training_only_feature_in_candidate", _set("candidates[2].features.position", 1), None, 422, "candidates[2].features.position"),
+    ("unknown_columnar_feature", _then(_columnar, _set("candidates.features.colour", ["red"] * 5)), None, 422, "candidates.features.colour"),
 ]  # fmt: skip
 
 
@@ -192,3 +197,15 @@ def test_error_responses_are_counted_by_reason(client: AppClient, example: Body)
     metrics = client.get("/metrics").text
     assert 'mtrank_errors_total{reason="invalid_input"} 1.0' in metrics
     assert 'mtrank_errors_total{reason="malformed_body"} 1.0' in metrics
+
+
+def test_unknown_feature_errors_say_where_the_feature_belongs(
+    client: AppClient, example: Body
+) -> None:
+    body = _set("user.features.item_price", 3.0)(json.loads(json.dumps(example)))
+    message = _post(client, body, None).json()["error"]["message"]
+    assert "item feature: send it in candidates[].features" in message
+    body = _set("user.features.user_agee", "25-34")(json.loads(json.dumps(example)))
+    message = _post(client, body, None).json()["error"]["message"]
+    assert "user_age" in message  # lists the model's user features, so the typo is obvious
+    assert "MTRANK_UNKNOWN_FEATURES=ignore" in message

@@ -139,3 +139,16 @@ def test_openapi_documents_the_rank_body_with_examples(client: AppClient) -> Non
     schemas = spec["components"]["schemas"]
     assert {"RankRequest", "RankResponse", "UserPart", "FusionSpec"} <= set(schemas)
     assert "user" in schemas["RankRequest"]["required"]
+
+
+def test_ignore_mode_drops_unknown_features_and_ranks_as_without_them(
+    make_app: Any, example: Body
+) -> None:
+    extra = copy.deepcopy(example)
+    extra["user"]["features"]["user_segment"] = "gold"  # a feature a newer model might take
+    for candidate in extra["candidates"]:
+        candidate["features"]["colour"] = "red"
+    with AppClient(make_app(unknown_features="ignore")) as tolerant:
+        assert _rank(tolerant, extra)["items"] == _rank(tolerant, example)["items"]
+    with AppClient(make_app()) as strict:
+        assert strict.post("/rank", json=extra).status_code == 422
