@@ -1,0 +1,400 @@
+"""Compare multi-task architectures on one data directory over several seeds.
+
+Each (architecture, seed) run trains with ``training.train.run.train_run`` from the arch's preset
+(``single_task``: one ``shared_bottom`` model per task, the MMoE paper's baseline) and records every
+task's validation metrics. It prints one line per run, then the table, and writes into ``--out``:
+
+- ``results.json``: every run's per-task metrics, best epochs, resolved config and seconds;
+- ``table.md``: per architecture and task the best and mean ± std AUC (binary tasks) or mean ± std
+  MSE (regression), the gap to Shared-Bottom with its standard error, and seconds per run;
+- ``metrics.png``: per task, a box and strip plot of the metric across seeds per architecture.
+
+The validation split is the same for every run (``--split-seed``, default 0): ``train_run`` draws
+its split from the model seed, so each seed trains on a copy of the impressions whose row order
+makes ``Dataset.split(seed)`` select the rows of ``Dataset.split(split_seed)``. Seeds then vary only
+the initialisation and batch order, as in the papers' repeated runs (``--split-seed -1`` lets each
+seed draw its own split, to measure how much of the spread the split adds).
+
+    python benchmarks/mtl_compare.py --data /tmp/mtl-data/adult --name census \\
+        --archs single_task,shared_bottom,omoe,mmoe,cgc,ple --seeds 10 --epochs 30 \\
+        --out docs/benchmarks/census [--max-rows R] [--set KEY=VALUE ...] [--smoke]
+
+Preset keys that name tasks the data set lacks (the PLE preset's ``weighting.gamma.click``) are
+dropped, so every preset runs on every data set. ``--smoke`` trains 1 epoch on 500 rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import numpy.typing as npt
+import pyarrow.parquet as pq
+import torch
+import yaml
+
+from service.contracts.tasks import TaskSpec
+from training.data.dataset import DatasetConfig, EntityTable, load_config
+from training.train.config import TrainConfig, preset_path
+from training.train.config import load_config as load_train_config
+from training.train.run import train_run
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+SINGLE_TASK = "single_task"
+SINGLE_TASK_PRESET = "shared_bottom"
+REFERENCE_ARCH = "shared_bottom"
+SMOKE_EPOCHS, SMOKE_ROWS = 1, 500
+FOLLOW_MODEL_SEED = -1  # --split-seed -1: each seed draws its own split, as train_run does
+Metrics = dict[str, dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One architecture at one seed (``single_task``: its per-task models together)."""
+
+    arch: str
+    seed: int
+    seconds: float
+    tasks: Metrics  # task id -> {"auc", "logloss", "n"} or {"mse", "mae", "n"}
+    best_epochs: dict[str, int]  # model ("all" or the single task's id) -> best epoch
+    config: dict[str, Any]  # resolved TrainConfig of the (first) model
+
+
+# ---- data: pinned split and task subsets -----------------------------------------------------
+
+
+def pinned_row_order(n: int, split_seed: int, model_seed: int) -> npt.NDArray[np.int64]:
+    """Source row per position so that ``split(model_seed)`` selects ``split(split_seed)``'s rows.
+
+    ``Dataset.split(seed)`` validates on positions ``permutation_seed(n)[:n_val]``; putting source
+    row ``wanted[i]`` at position ``drawn[i]`` maps the model seed's draw onto the split seed's.
+    """
+    wanted = np.random.default_rng(split_seed).permutation(n)
+    drawn = np.random.default_rng(model_seed).permutation(n)
+    order = np.empty(n, dtype=np.int64)
+    order[drawn] = wanted
+    return order
+
+
+def write_impressions(
+    source: Path, out: Path, split_seed: int, model_seed: int, rows: int | None
+) -> None:
+    """The (first ``rows``) impressions in the pinned order for this model seed."""
+    table = pq.read_table(source)
+    if rows is not None:
+        table = table.slice(0, min(rows, table.num_rows))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.take(pinned_row_order(table.num_rows, split_seed, model_seed)), out)
+
+
+def derived_data_dir(
+    meta: DatasetConfig, data_dir: Path, impressions: Path, tasks: Sequence[TaskSpec], out: Path
+) -> Path:
+    """A dataset.yaml over ``impressions`` with the source's other files and only ``tasks``."""
+    root = data_dir.resolve()
+    ids = {t.id for t in tasks}
+    outside = [t.id for t in tasks if t.sample_space != "all" and t.sample_space not in ids]
+    if outside:
+        raise ValueError(f"tasks {outside} need their sample-space task; train them together")
+
+    def entity(table: EntityTable | None) -> EntityTable | None:
+        return None if table is None else EntityTable(file=str(root / table.file), key=table.key)
+
+    out.mkdir(parents=True, exist_ok=True)
+    keep_esmm = meta.esmm is not None and {meta.esmm.ctr, meta.esmm.cvr} <= ids
+    DatasetConfig(
+        name=meta.name,
+        feature_spec=str(root / meta.feature_spec),
+        impressions=str(impressions.resolve()),
+        users=entity(meta.users),
+        items=entity(meta.items),
+        tasks=list(tasks),
+        derived=[d for d in meta.derived if set(d.product) <= ids],
+        esmm=meta.esmm if keep_esmm else None,
+        position_feature=meta.position_feature,
+        data_card=None,
+    ).dump(out)
+    return out
+
+
+# ---- configs ----------------------------------------------------------------------------------
+
+
+def preset_for_tasks(preset: str, task_ids: Sequence[str]) -> dict[str, Any]:
+    """The preset's YAML without per-task keys naming tasks outside ``task_ids``."""
+    data: dict[str, Any] = yaml.safe_load(preset_path(preset).read_text(encoding="utf-8")) or {}
+    weighting = data.get("weighting", {})
+    for key in ("weights", "gamma"):
+        if key in weighting:
+            weighting[key] = {k: v for k, v in weighting[key].items() if k in task_ids}
+    if "losses" in data:
+        data["losses"] = {k: v for k, v in data["losses"].items() if k in task_ids}
+    if data.get("position_bias_tasks"):
+        data["position_bias_tasks"] = [t for t in data["position_bias_tasks"] if t in task_ids]
+    return data
+
+
+def run_config(
+    arch: str, seed: int, epochs: int, sets: Sequence[str], task_ids: Sequence[str], workdir: Path
+) -> TrainConfig:
+    """The arch's preset for these tasks, then seed, epochs, one thread and the ``--set``s."""
+    preset = SINGLE_TASK_PRESET if arch == SINGLE_TASK else arch
+    path = workdir / "presets" / f"{preset}-{'-'.join(task_ids)}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(preset_for_tasks(preset, task_ids)), encoding="utf-8")
+    return load_train_config(str(path), [f"seed={seed}", f"epochs={epochs}", "threads=1", *sets])
+
+
+# ---- runs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run: the parsed command line."""
+
+    data: Path
+    name: str
+    archs: list[str]
+    seeds: int
+    epochs: int
+    max_rows: int | None
+    sets: list[str]
+    split_seed: int  # validation split of every run; -1: each run's own model seed
+    out: Path
+    smoke: bool
+
+
+def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) -> RunResult:
+    """Train one arch at one seed on a pinned-split data directory (``single_task``: per task)."""
+    meta = load_config(data_dir)
+    groups = [[t] for t in meta.tasks] if arch == SINGLE_TASK else [list(meta.tasks)]
+    impressions = data_dir.resolve() / meta.impressions
+    tasks: Metrics = {}
+    best: dict[str, int] = {}
+    config_dump: dict[str, Any] = {}
+    started = time.perf_counter()
+    for group in groups:
+        label = group[0].id if arch == SINGLE_TASK else "all"
+        ids = [t.id for t in group]
+        view = derived_data_dir(meta, data_dir, impressions, group, workdir / "data" / label)
+        config = run_config(arch, seed, plan.epochs, plan.sets, ids, workdir)
+        run = train_run(config, view, workdir / "runs" / f"{arch}-{seed}-{label}", progress=False)
+        tasks.update(run.metrics["tasks"])
+        best[label] = int(run.metrics["best_epoch"])
+        config_dump = config_dump or config.model_dump(mode="json")
+    seconds = time.perf_counter() - started
+    return RunResult(arch, seed, round(seconds, 2), tasks, best, config_dump)
+
+
+def headline(tasks: Metrics) -> str:
+    """``income auc 0.9077  rating mse 0.8512`` for a progress line."""
+    parts = []
+    for task_id, values in tasks.items():
+        key = "auc" if "auc" in values else "mse"
+        value = values.get(key)
+        parts.append(f"{task_id} {key} " + ("n/a" if value is None else f"{value:.4f}"))
+    return "  ".join(parts)
+
+
+def run_all(plan: Plan, workdir: Path) -> list[RunResult]:
+    """Every (seed, arch) run, seed-major so a cut-short benchmark still covers every arch."""
+    results: list[RunResult] = []
+    total = plan.seeds * len(plan.archs)
+    source = load_config(plan.data)
+    for seed in range(plan.seeds):
+        seed_dir = workdir / f"seed-{seed}"
+        impressions = seed_dir / "impressions.parquet"
+        split_seed = seed if plan.split_seed == FOLLOW_MODEL_SEED else plan.split_seed
+        write_impressions(
+            plan.data / source.impressions, impressions, split_seed, seed, plan.max_rows
+        )
+        pinned = derived_data_dir(source, plan.data, impressions, source.tasks, seed_dir)
+        for arch in plan.archs:
+            result = run_arch(plan, arch, seed, pinned, seed_dir)
+            results.append(result)
+            print(
+                f"[{len(results):>3}/{total}] {arch:<13} seed {seed:>2} {result.seconds:6.1f}s  "
+                f"{headline(result.tasks)}",
+                flush=True,
+            )
+    return results
+
+
+# ---- summary: table and plot ------------------------------------------------------------------
+
+
+def metric_of(task_type: str) -> str:
+    return "auc" if task_type == "binary" else "mse"
+
+
+def values_of(results: Sequence[RunResult], arch: str, task_id: str, metric: str) -> list[float]:
+    found = (r.tasks.get(task_id, {}).get(metric) for r in results if r.arch == arch)
+    return [float(v) for v in found if v is not None]
+
+
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def summarize(results: Sequence[RunResult], tasks: Sequence[TaskSpec]) -> dict[str, Any]:
+    """Per arch and task: metric, n, mean, std, best; per arch: mean seconds per run."""
+    summary: dict[str, Any] = {}
+    for arch in dict.fromkeys(r.arch for r in results):
+        per_task: dict[str, Any] = {}
+        for task in tasks:
+            metric = metric_of(task.type)
+            values = values_of(results, arch, task.id, metric)
+            if not values:
+                continue
+            mean, std = spread(values)
+            best = max(values) if metric == "auc" else min(values)
+            per_task[task.id] = {"metric": metric, "n": len(values), "mean": mean, "std": std,
+                                 "best": best}  # fmt: skip
+        seconds = [r.seconds for r in results if r.arch == arch]
+        summary[arch] = {"tasks": per_task, "seconds_per_run": float(np.mean(seconds))}
+    return summary
+
+
+def gap_to_reference(summary: dict[str, Any], arch: str, task_id: str) -> str:
+    """Mean difference to Shared-Bottom ± its standard error, or an empty cell."""
+    ref = summary.get(REFERENCE_ARCH, {}).get("tasks", {}).get(task_id)
+    own = summary[arch]["tasks"].get(task_id)
+    if ref is None or own is None or arch == REFERENCE_ARCH:
+        return ""
+    se = math.sqrt(own["std"] ** 2 / own["n"] + ref["std"] ** 2 / ref["n"])
+    return f"{own['mean'] - ref['mean']:+.4f} ± {se:.4f}"
+
+
+def table_markdown(summary: dict[str, Any], tasks: Sequence[TaskSpec], title: str) -> str:
+    """One row per arch: per task mean ± std, best, gap to Shared-Bottom; seconds per run."""
+    header = ["arch", "runs"]
+    for task in tasks:
+        metric = metric_of(task.type).upper()
+        header += [f"{task.id} {metric} mean ± std", f"{task.id} best", f"{task.id} Δ vs SB ± se"]
+    header.append("seconds / run")
+    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for arch, row in summary.items():
+        runs = max((v["n"] for v in row["tasks"].values()), default=0)
+        cells = [arch, str(runs)]
+        for task in tasks:
+            cell = row["tasks"].get(task.id)
+            if cell is None:
+                cells += ["n/a", "n/a", ""]
+                continue
+            cells += [f"{cell['mean']:.4f} ± {cell['std']:.4f}", f"{cell['best']:.4f}"]
+            cells.append(gap_to_reference(summary, arch, task.id))
+        cells.append(f"{row['seconds_per_run']:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "AUC: higher is better (best = max); MSE: lower is better (best = min). "]
+    lines[-1] += "std: sample standard deviation over seeds; se: standard error of the gap."
+    return "\n".join(lines) + "\n"
+
+
+def plot_metrics(results: Sequence[RunResult], tasks: Sequence[TaskSpec], path: Path) -> Path:
+    """Per task: a box plot of the metric across seeds per arch, with the seeds as dots."""
+    archs = list(dict.fromkeys(r.arch for r in results))
+    cols = min(len(tasks), 3)
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * (0.8 * len(archs) + 1.5), 4 * rows))
+    jitter = np.random.default_rng(0)
+    for ax in np.ravel(axes)[len(tasks) :]:
+        ax.axis("off")
+    for ax, task in zip(np.ravel(axes), tasks, strict=False):
+        metric = metric_of(task.type)
+        series = [values_of(results, arch, task.id, metric) for arch in archs]
+        ax.boxplot([s or [math.nan] for s in series], showfliers=False)
+        for k, values in enumerate(series, start=1):
+            xs = k + jitter.uniform(-0.12, 0.12, len(values))
+            ax.scatter(xs, values, s=12, alpha=0.7, color="tab:blue", zorder=3)
+        ax.set_xticks(range(1, len(archs) + 1), archs, rotation=35, ha="right")
+        better = "higher" if metric == "auc" else "lower"
+        ax.set_title(f"{task.id} ({metric.upper()}, {better} is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(plan: Plan, results: Sequence[RunResult]) -> list[Path]:
+    """results.json, table.md and metrics.png in ``plan.out``."""
+    tasks = list(load_config(plan.data).tasks)
+    summary = summarize(results, tasks)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    document = {
+        **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(plan).items()},
+        "tasks": [t.model_dump(mode="json") for t in tasks],
+        "torch": torch.__version__,
+        "summary": summary,
+        "runs": [asdict(r) for r in results],
+    }
+    results_path = plan.out / "results.json"
+    results_path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", "utf-8")
+    table_path = plan.out / "table.md"
+    table_path.write_text(
+        table_markdown(summary, tasks, f"{plan.name}: validation metrics"), "utf-8"
+    )
+    return [results_path, table_path, plot_metrics(results, tasks, plan.out / "metrics.png")]
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> Plan:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path, required=True, help="data directory (dataset.yaml)")
+    parser.add_argument("--name", required=True, help="benchmark name for the table title")
+    parser.add_argument("--archs", required=True, help="comma-separated: single_task or presets")
+    parser.add_argument("--seeds", type=int, default=3, help="model seeds 0..N-1 (default 3)")
+    parser.add_argument("--epochs", type=int, default=10, help="max epochs per run (default 10)")
+    parser.add_argument("--max-rows", type=int, help="use only the first R impressions")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="training config override for every run (repeatable)")  # fmt: skip
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="validation split (default 0; -1: each seed's own)")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--smoke", action="store_true", help="1 epoch on 500 rows (for CI)")
+    args = parser.parse_args(argv)
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    if not archs or args.seeds < 1 or args.epochs < 1:
+        parser.error("need at least one arch, --seeds >= 1 and --epochs >= 1")
+    for arch in set(archs) - {SINGLE_TASK}:
+        try:
+            preset_path(arch)
+        except ValueError as exc:
+            parser.error(str(exc))
+    epochs, rows = args.epochs, args.max_rows
+    if args.smoke:
+        epochs, rows = SMOKE_EPOCHS, min(rows or SMOKE_ROWS, SMOKE_ROWS)
+    return Plan(args.data, args.name, archs, args.seeds, epochs, rows, args.set, args.split_seed,
+                args.out, args.smoke)  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    plan = parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mtl-compare-") as tmp:
+        results = run_all(plan, Path(tmp))
+    files = write_outputs(plan, results)
+    print((plan.out / "table.md").read_text(encoding="utf-8"))
+    print(f"{len(results)} runs in {time.perf_counter() - started:.0f}s; wrote")
+    for path in files:
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
