@@ -11,7 +11,8 @@ across runs than Shared-Bottom.
 
     python benchmarks/mmoe_synthetic.py --runs 10 --out docs/benchmarks/mmoe_synthetic
 
-Writes results.json, table.md, loss_curves.png and final_loss.png into --out.
+Writes results.json, table.md, loss_curves.png, final_loss.png and paired_ratio.png into --out;
+``--replot`` redraws the table and plots from an existing results.json.
 """
 
 from __future__ import annotations
@@ -210,11 +211,12 @@ def plot(results: dict[str, dict[str, dict[str, object]]], rhos: list[float], ou
     for ax, rho in zip(np.atleast_1d(axes), rhos, strict=True):
         for name, by_rho in results.items():
             curves = np.asarray(by_rho[str(rho)]["test_curves"], dtype=np.float64)
-            ax.plot(np.arange(1, curves.shape[1] + 1), curves.mean(axis=0), label=name)
+            typical = np.exp(np.log(curves).mean(axis=0))  # a few hard seeds swamp the mean
+            ax.plot(np.arange(1, curves.shape[1] + 1), typical, label=name)
         ax.set_title(f"task correlation rho = {rho}")
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
-    np.atleast_1d(axes)[0].set_ylabel("test loss (MSE y1 + MSE y2), mean over runs")
+    np.atleast_1d(axes)[0].set_ylabel("test loss (MSE y1 + MSE y2), geometric mean over runs")
     np.atleast_1d(axes)[-1].legend()
     fig.tight_layout()
     fig.savefig(out / "loss_curves.png", dpi=120)
@@ -231,6 +233,25 @@ def plot(results: dict[str, dict[str, dict[str, object]]], rhos: list[float], ou
     fig.savefig(out / "final_loss.png", dpi=120)
     plt.close(fig)
 
+    top = str(max(rhos))
+    lower = [rho for rho in rhos if str(rho) != top]
+    fig, axes = plt.subplots(1, len(lower), figsize=(5 * len(lower), 4), sharey=True, squeeze=False)
+    for ax, rho in zip(axes[0], lower, strict=True):
+        names = list(results)
+        ratios = [
+            np.asarray(results[n][str(rho)]["finals"], dtype=np.float64)
+            / np.asarray(results[n][top]["finals"], dtype=np.float64)
+            for n in names
+        ]
+        ax.boxplot(ratios, tick_labels=names)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_title(f"per run: loss(rho={rho}) / loss(rho={top})")
+        ax.tick_params(axis="x", rotation=30)
+    axes[0][0].set_ylabel("> 1: worse on less correlated tasks")
+    fig.tight_layout()
+    fig.savefig(out / "paired_ratio.png", dpi=120)
+    plt.close(fig)
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -245,7 +266,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/mmoe_synthetic"))
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw table and plots from --out/results.json"
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        saved = json.loads((args.out / "results.json").read_text())
+        write_outputs(saved["results"], saved["settings"], saved["settings"]["rhos"], args.out)
+        return
     torch.set_num_threads(args.threads)
     setting = Setting(
         args.dim, args.train_rows, args.test_rows, args.epochs, args.batch_size, args.lr
@@ -272,14 +300,23 @@ def main(argv: list[str] | None = None) -> None:
                 "test_curves": tests,
             }
     meta = vars(args) | {"out": str(args.out), "seconds": round(time.perf_counter() - started, 1)}
-    paired = paired_ratios(results, args.rhos)
-    meta["paired"] = paired
-    (args.out / "results.json").write_text(json.dumps({"settings": meta, "results": results}))
-    table = write_table(results, args.rhos) + "\n" + write_paired_table(paired, args.rhos)
-    (args.out / "table.md").write_text(table)
-    plot(results, args.rhos, args.out)
+    write_outputs(results, meta, args.rhos, args.out)
+
+
+def write_outputs(
+    results: dict[str, dict[str, dict[str, object]]],
+    meta: dict[str, object],
+    rhos: list[float],
+    out: Path,
+) -> None:
+    paired = paired_ratios(results, rhos)
+    meta = {**meta, "paired": paired}
+    (out / "results.json").write_text(json.dumps({"settings": meta, "results": results}))
+    table = write_table(results, rhos) + "\n" + write_paired_table(paired, rhos)
+    (out / "table.md").write_text(table)
+    plot(results, rhos, out)
     print(table)
-    print(f"wrote {args.out}/results.json, table.md, loss_curves.png, final_loss.png")
+    print(f"wrote {out}/results.json, table.md, loss_curves.png, final_loss.png, paired_ratio.png")
 
 
 if __name__ == "__main__":

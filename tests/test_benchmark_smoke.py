@@ -89,7 +89,7 @@ def test_mmoe_synthetic_writes_table_results_and_plots(tmp_path: Path) -> None:
         for cell in by_rho.values():
             assert len(cell["finals"]) == 2
             assert all(0 < loss < 100 for loss in cell["finals"])
-    for name in ("table.md", "loss_curves.png", "final_loss.png"):
+    for name in ("table.md", "loss_curves.png", "final_loss.png", "paired_ratio.png"):
         assert (tmp_path / name).stat().st_size > 0
 
 
