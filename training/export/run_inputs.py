@@ -44,7 +44,7 @@ def inputs_from_run(
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     dataset = load_dataset(data_dir or run.dataset_dir)
-    held_out = dataset.split(run.config.seed, run.config.val_fraction)[1].frame
+    held_out = dataset.split(run.config.data_split_seed, run.config.val_fraction)[1].frame
     held_out = held_out.head(rows).reset_index(drop=True)
     if len(held_out) < 2:
         raise ValueError(

@@ -57,6 +57,9 @@ class TrainConfig(_Strict):
 
     # Seeds torch and numpy, the data order and the train/validation split.
     seed: int = 0
+    # Seeds the train/validation split alone; null: ``seed``. Fix it to compare seeds of one model
+    # (or several models) on the same validation rows.
+    split_seed: int | None = None
     # Fraction of impressions held out for validation (Dataset.split).
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     # Passes over the training split (early stopping may end sooner).
@@ -99,6 +102,11 @@ class TrainConfig(_Strict):
     # torch intra-op threads; 1 is fastest for these small models on a shared CPU (null: torch's).
     threads: int | None = Field(default=1, ge=1)
 
+    @property
+    def data_split_seed(self) -> int:
+        """The seed of the train/validation split: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
+
     def loss_kind(self, task_id: str, task_type: str) -> LossKind:
         """The configured loss of a task, or the default for its type."""
         return self.losses.get(task_id, "bce" if task_type == "binary" else "mse")
@@ -137,8 +145,8 @@ def _set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if isinstance(value, Mapping) and value and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)  # an empty mapping replaces (clears) the section
         else:
             out[key] = value
     return out

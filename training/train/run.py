@@ -76,7 +76,7 @@ def train_run(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     dataset = load_dataset(data_dir)
-    train_ds, val_ds = dataset.split(config.seed, config.val_fraction)
+    train_ds, val_ds = dataset.split(config.data_split_seed, config.val_fraction)
     train_rows = val_rows = None
     if config.max_rows is not None and config.max_rows < len(dataset):
         val_rows = max(1, round(config.max_rows * config.val_fraction))
@@ -134,7 +134,7 @@ def evaluate_run(
         split = "validation" if same else "all"
     frame = dataset.frame
     if split == "validation":
-        frame = dataset.split(run.config.seed, run.config.val_fraction)[1].frame
+        frame = dataset.split(run.config.data_split_seed, run.config.val_fraction)[1].frame
         if run.config.max_rows is not None:
             frame = _shrink(frame, max(1, round(run.config.max_rows * run.config.val_fraction)))
     data = to_arrays(frame, run.spec, run.tasks)

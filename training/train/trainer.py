@@ -56,7 +56,11 @@ def build_weighting(
     w = config.weighting
     unknown = sorted((set(w.weights) | set(w.gamma)) - {t.id for t in tasks})
     if unknown:
-        raise ValueError(f"weighting names unknown tasks {unknown}; tasks: {[t.id for t in tasks]}")
+        raise ValueError(
+            f"weighting names unknown tasks {unknown}; tasks: {[t.id for t in tasks]} "
+            "(the preset was written for other tasks: override it, e.g. "
+            "--set 'weighting.gamma={}' or --set weighting.gamma.TASK=0.95)"
+        )
     base = [w.weights.get(t.id, 1.0) for t in tasks]
     if w.kind == "fixed":
         return FixedWeights(base)

@@ -99,3 +99,24 @@ def test_train_reports_a_bad_preset_without_a_traceback(tmp_path: Path, capsys):
     )
     assert code == 1
     assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_runs_with_one_split_seed_validate_on_the_same_rows(run_dir: Path, tmp_path: Path):
+    data = load_run(run_dir).dataset_dir
+    first, second = tmp_path / "a", tmp_path / "b"
+    common = [
+        "train",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--set",
+        "split_seed=9",
+    ]
+    assert main([*common, "--seed", "1", "--out", str(first)]) == 0
+    assert main([*common, "--seed", "2", "--out", str(second)]) == 0
+    a = json.loads((first / "metrics.json").read_text())["tasks"]
+    b = json.loads((second / "metrics.json").read_text())["tasks"]
+    assert {k: v["n"] for k, v in a.items()} == {k: v["n"] for k, v in b.items()}
+    assert a["click"]["auc"] != b["click"]["auc"]  # different initialisation, same rows

@@ -49,3 +49,19 @@ def test_resolved_config_round_trips_through_yaml(tmp_path: Path):
 
 def test_presets_directory_holds_the_required_presets():
     assert {p.stem for p in PRESETS_DIR.glob("*.yaml")} >= set(REQUIRED_PRESETS)
+
+
+def test_an_empty_mapping_override_clears_a_preset_section():
+    # the ple preset decays click's weight; on data without a click task the user clears it
+    assert load_config("ple").weighting.gamma == {"click": 0.95}
+    assert load_config("ple", ["weighting.gamma={}"]).weighting.gamma == {}
+    assert load_config("ple", ["weighting.gamma.income=0.9"]).weighting.gamma == {
+        "click": 0.95,
+        "income": 0.9,
+    }
+
+
+def test_split_seed_defaults_to_the_seed_and_can_be_pinned():
+    assert load_config("default", ["seed=7"]).data_split_seed == 7
+    pinned = load_config("default", ["seed=7", "split_seed=0"])
+    assert (pinned.seed, pinned.data_split_seed) == (7, 0)
