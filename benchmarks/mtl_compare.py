@@ -9,11 +9,10 @@ task's validation metrics. It prints one line per run, then the table, and write
   MSE (regression), the gap to Shared-Bottom with its standard error, and seconds per run;
 - ``metrics.png``: per task, a box and strip plot of the metric across seeds per architecture.
 
-The validation split is the same for every run (``--split-seed``, default 0): ``train_run`` draws
-its split from the model seed, so each seed trains on a copy of the impressions whose row order
-makes ``Dataset.split(seed)`` select the rows of ``Dataset.split(split_seed)``. Seeds then vary only
-the initialisation and batch order, as in the papers' repeated runs (``--split-seed -1`` lets each
-seed draw its own split, to measure how much of the spread the split adds).
+The validation split is the same for every run (``--split-seed``, default 0, the training config's
+``split_seed``), so seeds vary only the initialisation and batch order, as in the papers' repeated
+runs (``--split-seed -1`` lets each seed draw its own split, to measure how much of the spread the
+split adds).
 
     python benchmarks/mtl_compare.py --data /tmp/mtl-data/adult --name census \\
         --archs single_task,shared_bottom,omoe,mmoe,cgc,ple --seeds 10 --epochs 30 \\
@@ -38,8 +37,6 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-import numpy.typing as npt
-import pyarrow.parquet as pq
 import torch
 import yaml
 
@@ -72,31 +69,7 @@ class RunResult:
     config: dict[str, Any]  # resolved TrainConfig of the (first) model
 
 
-# ---- data: pinned split and task subsets -----------------------------------------------------
-
-
-def pinned_row_order(n: int, split_seed: int, model_seed: int) -> npt.NDArray[np.int64]:
-    """Source row per position so that ``split(model_seed)`` selects ``split(split_seed)``'s rows.
-
-    ``Dataset.split(seed)`` validates on positions ``permutation_seed(n)[:n_val]``; putting source
-    row ``wanted[i]`` at position ``drawn[i]`` maps the model seed's draw onto the split seed's.
-    """
-    wanted = np.random.default_rng(split_seed).permutation(n)
-    drawn = np.random.default_rng(model_seed).permutation(n)
-    order = np.empty(n, dtype=np.int64)
-    order[drawn] = wanted
-    return order
-
-
-def write_impressions(
-    source: Path, out: Path, split_seed: int, model_seed: int, rows: int | None
-) -> None:
-    """The (first ``rows``) impressions in the pinned order for this model seed."""
-    table = pq.read_table(source)
-    if rows is not None:
-        table = table.slice(0, min(rows, table.num_rows))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.take(pinned_row_order(table.num_rows, split_seed, model_seed)), out)
+# ---- data: task subsets -----------------------------------------------------
 
 
 def derived_data_dir(
@@ -147,14 +120,18 @@ def preset_for_tasks(preset: str, task_ids: Sequence[str]) -> dict[str, Any]:
 
 
 def run_config(
-    arch: str, seed: int, epochs: int, sets: Sequence[str], task_ids: Sequence[str], workdir: Path
+    arch: str, seed: int, plan: Plan, task_ids: Sequence[str], workdir: Path
 ) -> TrainConfig:
-    """The arch's preset for these tasks, then seed, epochs, one thread and the ``--set``s."""
+    """The arch's preset for these tasks, then seed, split, epochs, rows, one thread, ``--set``s."""
     preset = SINGLE_TASK_PRESET if arch == SINGLE_TASK else arch
     path = workdir / "presets" / f"{preset}-{'-'.join(task_ids)}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(preset_for_tasks(preset, task_ids)), encoding="utf-8")
-    return load_train_config(str(path), [f"seed={seed}", f"epochs={epochs}", "threads=1", *sets])
+    split = seed if plan.split_seed == FOLLOW_MODEL_SEED else plan.split_seed
+    overrides = [f"seed={seed}", f"split_seed={split}", f"epochs={plan.epochs}", "threads=1"]
+    if plan.max_rows is not None:
+        overrides.append(f"max_rows={plan.max_rows}")
+    return load_train_config(str(path), [*overrides, *plan.sets])
 
 
 # ---- runs -------------------------------------------------------------------------------------
@@ -177,7 +154,7 @@ class Plan:
 
 
 def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) -> RunResult:
-    """Train one arch at one seed on a pinned-split data directory (``single_task``: per task)."""
+    """Train one arch at one seed (``single_task``: one model per task)."""
     meta = load_config(data_dir)
     groups = [[t] for t in meta.tasks] if arch == SINGLE_TASK else [list(meta.tasks)]
     impressions = data_dir.resolve() / meta.impressions
@@ -189,7 +166,7 @@ def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) ->
         label = group[0].id if arch == SINGLE_TASK else "all"
         ids = [t.id for t in group]
         view = derived_data_dir(meta, data_dir, impressions, group, workdir / "data" / label)
-        config = run_config(arch, seed, plan.epochs, plan.sets, ids, workdir)
+        config = run_config(arch, seed, plan, ids, workdir)
         run = train_run(config, view, workdir / "runs" / f"{arch}-{seed}-{label}", progress=False)
         tasks.update(run.metrics["tasks"])
         best[label] = int(run.metrics["best_epoch"])
@@ -212,17 +189,9 @@ def run_all(plan: Plan, workdir: Path) -> list[RunResult]:
     """Every (seed, arch) run, seed-major so a cut-short benchmark still covers every arch."""
     results: list[RunResult] = []
     total = plan.seeds * len(plan.archs)
-    source = load_config(plan.data)
     for seed in range(plan.seeds):
-        seed_dir = workdir / f"seed-{seed}"
-        impressions = seed_dir / "impressions.parquet"
-        split_seed = seed if plan.split_seed == FOLLOW_MODEL_SEED else plan.split_seed
-        write_impressions(
-            plan.data / source.impressions, impressions, split_seed, seed, plan.max_rows
-        )
-        pinned = derived_data_dir(source, plan.data, impressions, source.tasks, seed_dir)
         for arch in plan.archs:
-            result = run_arch(plan, arch, seed, pinned, seed_dir)
+            result = run_arch(plan, arch, seed, plan.data, workdir / f"seed-{seed}")
             results.append(result)
             print(
                 f"[{len(results):>3}/{total}] {arch:<13} seed {seed:>2} {result.seconds:6.1f}s  "

@@ -12,7 +12,6 @@ from types import ModuleType
 import pytest
 
 from training.cli.main import main as training_main
-from training.data.dataset import load_config, load_dataset
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mtl_compare.py"
 
@@ -40,24 +39,20 @@ def simulator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_pinned_order_validates_on_the_split_seeds_rows(
-    simulator_dir: Path, tmp_path: Path
-) -> None:
-    impressions = tmp_path / "impressions.parquet"
-    mtl_compare.write_impressions(simulator_dir / "impressions.parquet", impressions, 0, 3, None)
-    meta = load_config(simulator_dir)
-    pinned = mtl_compare.derived_data_dir(
-        meta, simulator_dir, impressions, meta.tasks, tmp_path / "pinned"
-    )
-    expected = load_dataset(simulator_dir).split(0, 0.2)[1].frame
-    got = load_dataset(pinned).split(3, 0.2)[1].frame
-    keys = [c for c in expected.columns if expected[c].dtype != object]
-    assert len(got) == len(expected)
-    assert (
-        got.sort_values(keys)[keys]
-        .reset_index(drop=True)
-        .equals(expected.sort_values(keys)[keys].reset_index(drop=True))
-    )
+def test_every_seed_validates_on_the_split_seeds_rows(tmp_path: Path) -> None:
+    plan = mtl_compare.parse_args(["--data", "d", "--name", "n", "--archs", "mmoe", "--out", "o"])
+    configs = [mtl_compare.run_config("mmoe", seed, plan, ["click"], tmp_path) for seed in (1, 2)]
+    assert [c.seed for c in configs] == [1, 2]
+    assert {c.data_split_seed for c in configs} == {0}  # --split-seed default
+    own = mtl_compare.parse_args(["--data", "d", "--name", "n", "--archs", "mmoe", "--out", "o",
+                                  "--split-seed", "-1"])  # fmt: skip
+    assert mtl_compare.run_config("mmoe", 3, own, ["click"], tmp_path).data_split_seed == 3
+
+
+def test_preset_keys_naming_absent_tasks_are_dropped(tmp_path: Path) -> None:
+    plan = mtl_compare.parse_args(["--data", "d", "--name", "n", "--archs", "ple", "--out", "o"])
+    config = mtl_compare.run_config("ple", 0, plan, ["income", "never_married"], tmp_path)
+    assert config.weighting.gamma == {}  # the preset's gamma names click only
 
 
 @pytest.mark.slow
