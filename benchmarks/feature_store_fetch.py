@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import statistics
 import time
@@ -113,6 +114,10 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL")
     parser.add_argument("--entities", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument(
+        "--gc", choices=("freeze", "default"), default="freeze",
+        help="freeze: gc.freeze() after set-up, as the service does after start-up (default)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -125,6 +130,10 @@ def main() -> int:
         print(
             f"Redis memory per entity: mtrank {ours_bytes / 100:.0f} B, feast-style {feast_bytes / 100:.0f} B"
         )
+        if args.gc == "freeze":
+            gc.collect()
+            gc.freeze()
+        print(f"garbage collector: {args.gc}")
         print(f"{'entities':>8} {'layout':>12} {'p50 ms':>8} {'p99 ms':>8}")
         for count in args.entities:
             ids = list(rows)[:count]
