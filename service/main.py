@@ -7,7 +7,6 @@ metrics registry) instead of touching the environment.
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import AppState, ConcurrencyLimiter
 from service.errors import ModelLoadError, install_error_handlers
+from service.heap import freeze_heap
 from service.json_body import BodyLimits, register_openapi_models
 from service.logging_config import configure_logging
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
@@ -85,7 +85,7 @@ def create_app(
                 unknown_features=settings.unknown_features,
             )
             await _load_initial_model(state)
-            _freeze_startup_heap()
+            freeze_heap()
             yield
 
     app = FastAPI(title="mtrank", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
@@ -131,21 +131,6 @@ async def _open_redis(
         cache = opened_cache
     logger.info("online features and user cache from Redis (prefix %r)", settings.redis_prefix)
     return store, cache
-
-
-def _freeze_startup_heap() -> None:
-    """Move everything alive after start-up (modules, model, sessions) out of the collector's reach.
-
-    A request allocates thousands of short-lived objects (decoded feature rows), which triggers
-    full collections that walk the whole start-up heap: measured 21.5 ms p99 for a 1,000-item
-    feature fetch with the default collector against 4.2 ms after ``gc.freeze()``
-    (docs/benchmarks/README.md). Frozen objects are still freed by reference counting.
-    """
-    gc.collect()
-    gc.freeze()
-    logger.info(
-        "froze %d start-up objects out of the cyclic garbage collector", gc.get_freeze_count()
-    )
 
 
 async def _load_initial_model(state: AppState) -> None:

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import MetricsDep, RegistryDep, StateDep, require_admin
 from service.errors import ModelLoadError, NotFound
+from service.heap import refreeze_heap
 from service.schemas import LoadModelRequest, ModelsOut, ModelVersionOut
 from service.scoring.registry import LoadedModel
 
@@ -69,6 +70,7 @@ async def load_model(
     metrics.record_swap(ok=True)
     metrics.set_model(loaded.name, loaded.version)
     logger.info("now serving %s/%s", loaded.name, loaded.version)
+    refreeze_heap()
     return _version_out(loaded)
 
 
@@ -89,4 +91,5 @@ async def rollback_model(
     metrics.record_swap(ok=True)
     metrics.set_model(loaded.name, loaded.version)
     logger.info("rolled back to %s/%s", loaded.name, loaded.version)
+    refreeze_heap()
     return _version_out(loaded)
