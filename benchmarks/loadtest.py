@@ -3,6 +3,7 @@
     python benchmarks/loadtest.py --url http://127.0.0.1:8000 --concurrency 16 --duration 30 \
         --candidates 500 --store models_store --model feed --png loadtest.png
     python benchmarks/loadtest.py --url http://127.0.0.1:8000 --smoke      # a few seconds, for CI
+    python benchmarks/loadtest.py --url URL --baseline-url OTHER_URL ...   # same load on both, ratios
 
 Bodies are built from the model's warm-up example (manifest ``warmup[0]``, read with ``--store/--model``)
 with its candidates repeated under fresh ids up to ``--candidates``, or from ``--body FILE``, or else
@@ -87,14 +88,16 @@ async def progress(stop_at: float, latencies: list[float], statuses: Counter[str
         )
 
 
-async def run(args: argparse.Namespace, body: bytes) -> tuple[list[float], Counter[str], float]:
+async def run(
+    args: argparse.Namespace, body: bytes, url: str
+) -> tuple[list[float], Counter[str], float]:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=args.url, timeout=args.timeout, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=args.timeout, limits=limits) as client:
         ready = await client.get("/readyz")
         if ready.status_code != 200:
-            raise SystemExit(f"{args.url}/readyz answered {ready.status_code}: {ready.text}")
+            raise SystemExit(f"{url}/readyz answered {ready.status_code}: {ready.text}")
         started = time.perf_counter()
         stop_at = started + args.duration
         tasks = [
@@ -118,16 +121,19 @@ def report(latencies: list[float], statuses: Counter[str], elapsed: float) -> di
     return summary
 
 
-def plot(latencies: list[float], path: Path, title: str) -> None:
+def plot(series: dict[str, list[float]], path: Path, title: str) -> None:
+    """Latency by percentile, one line per run (label -> latencies in seconds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ms = np.asarray(latencies) * 1e3
     qs = np.linspace(0, 100, 201)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(qs, np.percentile(ms, qs))
+    for label, latencies in series.items():
+        ax.plot(qs, np.percentile(np.asarray(latencies) * 1e3, qs), label=label)
+    if len(series) > 1:
+        ax.legend()
     for p in PERCENTILES:
         ax.axvline(p, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xlabel("percentile")
@@ -145,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument(
+        "--baseline-url",
+        help="run the same load against this service first and print --url's figures as ratios",
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds")
     parser.add_argument("--candidates", type=int, default=500)
@@ -162,14 +172,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.url}: {args.concurrency} workers, {args.duration:.0f} s, "
         f"{args.candidates} candidates ({len(body) / 1024:.0f} KiB per body)"
     )
-    latencies, statuses, elapsed = asyncio.run(run(args, body))
-    report(latencies, statuses, elapsed)
-    if not latencies:
-        print("no successful request: see the statuses above")
-        return 1
+    series: dict[str, list[float]] = {}
+    summaries: dict[str, dict[str, float]] = {}
+    for label, url in (("baseline", args.baseline_url), ("mtrank", args.url)):
+        if url is None:
+            continue
+        print(f"== {label}: {url}")
+        latencies, statuses, elapsed = asyncio.run(run(args, body, url))
+        summaries[label] = report(latencies, statuses, elapsed)
+        if not latencies:
+            print("no successful request: see the statuses above")
+            return 1
+        series[f"{label} ({url})"] = latencies
+    if "baseline" in summaries:
+        ours, base = summaries["mtrank"], summaries["baseline"]
+        print(
+            "mtrank / baseline: "
+            + ", ".join(
+                f"{k} {ours[k] / base[k]:.2f}x" for k in ("p50_ms", "p99_ms", "throughput_rps")
+            )
+        )
     if args.png:
         title = f"/rank, {args.candidates} candidates, concurrency {args.concurrency}"
-        plot(latencies, Path(args.png), title)
+        plot(series, Path(args.png), title)
     return 0
 
 

@@ -68,11 +68,14 @@ def test_loadtest_smoke_against_a_running_service(
 ) -> None:
     png = tmp_path / "latency.png"
     out = run_script(
-        "loadtest.py", "--url", uvicorn_service, "--smoke",
+        "loadtest.py", "--url", uvicorn_service, "--baseline-url", uvicorn_service, "--smoke",
         "--store", str(published_store.store_dir), "--model", published_store.model,
         "--png", str(png),
     )  # fmt: skip
-    assert re.search(r"p99", out), out
+    assert len(re.findall(r"^\s+p99_ms: [\d.]+$", out, flags=re.MULTILINE)) == 2, out
+    assert re.search(
+        r"^mtrank / baseline: p50_ms [\d.]+x, p99_ms [\d.]+x, throughput_rps", out, re.M
+    )
     assert png.stat().st_size > 0
 
 
