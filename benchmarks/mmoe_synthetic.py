@@ -216,7 +216,7 @@ def plot(results: dict[str, dict[str, dict[str, object]]], rhos: list[float], ou
         ax.set_title(f"task correlation rho = {rho}")
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
-    np.atleast_1d(axes)[0].set_ylabel("test loss (MSE y1 + MSE y2), geometric mean over runs")
+    np.atleast_1d(axes)[0].set_ylabel("test loss (MSE y1 + y2), geo. mean of runs")
     np.atleast_1d(axes)[-1].legend()
     fig.tight_layout()
     fig.savefig(out / "loss_curves.png", dpi=120)
