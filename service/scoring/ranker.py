@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,8 +41,10 @@ __all__ = ["RankInput", "RankOutput", "RankedItem", "Ranker"]
 CANDIDATE_CHUNK = 8192
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RankedItem:
+    """One ranked candidate; serialized by orjson as is (fields in the response's order)."""
+
     id: str
     rank: int  # 1-based
     score: float
@@ -226,15 +228,18 @@ class Ranker:
     @staticmethod
     def _items(request: RankInput, scored: _Scored) -> list[RankedItem]:
         order = scored.order
-        columns: dict[str, list[Any]] = {k: v[order].tolist() for k, v in scored.objectives.items()}
-        fused = scored.fused[order].tolist()
+        names = list(scored.objectives)
+        columns = [scored.objectives[name][order].tolist() for name in names]
         ids = request.candidate_ids
         return [
-            RankedItem(
-                id=ids[int(i)],
-                rank=r + 1,
-                score=fused[r],
-                objectives={name: values[r] for name, values in columns.items()},
+            RankedItem(ids[i], rank, score, dict(zip(names, values, strict=True)))
+            for rank, (i, score, values) in enumerate(
+                zip(
+                    order.tolist(),
+                    scored.fused[order].tolist(),
+                    zip(*columns, strict=True),
+                    strict=True,
+                ),
+                start=1,
             )
-            for r, i in enumerate(order)
         ]
