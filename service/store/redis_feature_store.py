@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from service.store.circuit_breaker import CircuitBreaker
 from service.store.codec import decode_rows
 from service.store.ports import FeatureFetch, FetchStatus
-from service.store.redis_guard import RedisGuard, ThrottledLog, make_client
+from service.store.redis_guard import RedisGuard, ThrottledLog, connect_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +54,17 @@ class RedisFeatureStore:
         log_interval_seconds: float = 10.0,
     ) -> RedisFeatureStore:
         """Connects lazily: a Redis that is down at start-up only makes fetches report errors."""
-        guard = RedisGuard(
+        client, guard = connect_guarded(
+            url,
             what="Redis feature store",
-            url=url,
-            breaker=breaker or CircuitBreaker(),
-            budget_ms=budget_ms,
-            log=ThrottledLog(logger, interval_seconds=log_interval_seconds),
             fallback="ranking with request features and spec defaults only",
+            logger=logger,
+            timeout_ms=timeout_ms,
+            budget_ms=budget_ms,
+            breaker=breaker,
+            log_interval_seconds=log_interval_seconds,
         )
-        return cls(make_client(url, timeout_ms=timeout_ms), guard, prefix=prefix)
+        return cls(client, guard, prefix=prefix)
 
     @property
     def breaker(self) -> CircuitBreaker:

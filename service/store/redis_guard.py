@@ -153,3 +153,27 @@ class RedisGuard:
             return None, "error"
         self.breaker.record_success()
         return result, "ok"
+
+
+def connect_guarded(
+    url: str,
+    *,
+    what: str,
+    fallback: str,
+    logger: logging.Logger,
+    timeout_ms: float,
+    budget_ms: float,
+    breaker: CircuitBreaker | None = None,
+    log_interval_seconds: float = 10.0,
+) -> tuple[aioredis.Redis, RedisGuard]:
+    """A millisecond-budget client and the guard its calls run under (connects lazily: a Redis
+    that is down at start-up only makes calls report errors)."""
+    guard = RedisGuard(
+        what=what,
+        url=url,
+        breaker=breaker or CircuitBreaker(),
+        budget_ms=budget_ms,
+        log=ThrottledLog(logger, interval_seconds=log_interval_seconds),
+        fallback=fallback,
+    )
+    return make_client(url, timeout_ms=timeout_ms), guard

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from service.store.circuit_breaker import CircuitBreaker
 from service.store.ports import CacheLookup
-from service.store.redis_guard import RedisGuard, ThrottledLog, make_client
+from service.store.redis_guard import RedisGuard, ThrottledLog, connect_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +76,16 @@ class RedisUserRepCache:
         log_interval_seconds: float = 10.0,
     ) -> RedisUserRepCache:
         """Connects lazily; ``budget_ms`` defaults to the socket timeout plus one retry."""
-        guard = RedisGuard(
+        client, guard = connect_guarded(
+            url,
             what="Redis user-representation cache",
-            url=url,
-            breaker=breaker or CircuitBreaker(),
-            budget_ms=budget_ms if budget_ms is not None else 2 * timeout_ms,
-            log=ThrottledLog(logger, interval_seconds=log_interval_seconds),
             fallback="running the user graph instead",
+            logger=logger,
+            timeout_ms=timeout_ms,
+            budget_ms=budget_ms if budget_ms is not None else 2 * timeout_ms,
+            breaker=breaker,
+            log_interval_seconds=log_interval_seconds,
         )
-        client = make_client(url, timeout_ms=timeout_ms)
         return cls(client, guard, prefix=prefix, ttl_seconds=ttl_seconds)
 
     @property
