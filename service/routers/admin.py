@@ -7,13 +7,16 @@ step and the previous version keeps serving (Triton's "a failed reload leaves th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from service.dependencies import MetricsDep, RegistryDep, StateDep, require_admin
+from service.dependencies import AppState, MetricsDep, RegistryDep, StateDep, require_admin
 from service.errors import ModelLoadError, NotFound
 from service.heap import refreeze_heap
+from service.metrics import ServiceMetrics
 from service.schemas import LoadModelRequest, ModelsOut, ModelVersionOut
 from service.scoring.registry import LoadedModel
 
@@ -30,6 +33,23 @@ def _version_out(model: LoadedModel) -> ModelVersionOut:
     return ModelVersionOut(
         name=model.name, version=model.version, loaded_at=model.loaded_at.isoformat()
     )
+
+
+async def _swap(
+    state: AppState, metrics: ServiceMetrics, change: Callable[[], LoadedModel]
+) -> LoadedModel:
+    """Run one registry change (load or rollback) off the event loop, one at a time; count it,
+    point the model-info metric at the result and refreeze the heap around the new model."""
+    async with state.admin_lock:
+        try:
+            loaded = await run_in_threadpool(change)
+        except ModelLoadError:
+            metrics.record_swap(ok=False)
+            raise
+    metrics.record_swap(ok=True)
+    metrics.set_model(loaded.name, loaded.version)
+    refreeze_heap()
+    return loaded
 
 
 @router.get("/models", response_model=ModelsOut, responses=RESPONSES)
@@ -61,16 +81,8 @@ async def load_model(
             f"{state.model_name} has no version {body.version!r}; GET /admin/models lists them",
             field="version",
         )
-    async with state.admin_lock:
-        try:
-            loaded = await run_in_threadpool(registry.load, body.version)
-        except ModelLoadError:
-            metrics.record_swap(ok=False)
-            raise
-    metrics.record_swap(ok=True)
-    metrics.set_model(loaded.name, loaded.version)
+    loaded = await _swap(state, metrics, partial(registry.load, body.version))
     logger.info("now serving %s/%s", loaded.name, loaded.version)
-    refreeze_heap()
     return _version_out(loaded)
 
 
@@ -82,14 +94,6 @@ async def load_model(
 async def rollback_model(
     state: StateDep, registry: RegistryDep, metrics: MetricsDep
 ) -> ModelVersionOut:
-    async with state.admin_lock:
-        try:
-            loaded = await run_in_threadpool(registry.rollback)
-        except ModelLoadError:
-            metrics.record_swap(ok=False)
-            raise
-    metrics.record_swap(ok=True)
-    metrics.set_model(loaded.name, loaded.version)
+    loaded = await _swap(state, metrics, registry.rollback)
     logger.info("rolled back to %s/%s", loaded.name, loaded.version)
-    refreeze_heap()
     return _version_out(loaded)
