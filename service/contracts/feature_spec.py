@@ -190,6 +190,10 @@ class FeatureSpec(BaseModel):
         """Cardinality of each categorical column of ``side`` (the ``*_cat`` columns, in order)."""
         return [f.cardinality for f in self.features_of(side, "categorical")]
 
+    def names(self, side: Side) -> list[str]:
+        """Raw feature names of one side, in spec order (the keys a request sends for it)."""
+        return [f.name for f in self.features if f.side == side]
+
     def numeric_names(self, side: Side) -> list[str]:
         return [f.name for f in self.features_of(side, "numeric")]
 

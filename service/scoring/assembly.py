@@ -69,8 +69,7 @@ class FeatureAssembler:
         self.spec = spec
         self.transform = FeatureTransform(spec, strict=True)
         self.names: dict[Side, list[str]] = {
-            side: [f.name for f in spec.features if f.side == side]
-            for side in ("user", "item", "context")
+            side: spec.names(side) for side in ("user", "item", "context")
         }
         self._cards = {
             "user": np.array(spec.cardinalities("user"), dtype=np.int64),

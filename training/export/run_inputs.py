@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from service.contracts.feature_spec import FeatureSpec, Side
 from training.data.dataset import load_dataset
 from training.export.publish import PublishInputs, warmup_requests
 from training.export.verify import unsplit_reference
@@ -24,10 +23,6 @@ from training.train.run import CONFIG_FILE, METRICS_FILE
 logger = logging.getLogger(__name__)
 
 REPORT_FILES = (METRICS_FILE, CONFIG_FILE, "data_card.json")
-
-
-def _raw_names(spec: FeatureSpec, side: Side) -> list[str]:
-    return [f.name for f in spec.features if f.side == side]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -57,9 +52,9 @@ def inputs_from_run(
     arrays = {name: np.ascontiguousarray(t.numpy()) for name, t in train_arrays.inputs.items()}
     warmup = warmup_requests(
         held_out,
-        _raw_names(run.spec, "user"),
-        _raw_names(run.spec, "item"),
-        _raw_names(run.spec, "context"),
+        run.spec.names("user"),
+        run.spec.names("item"),
+        run.spec.names("context"),
     )
     metrics = _read_json(run_dir / METRICS_FILE)
     metrics.pop("history", None)  # per-epoch curves live in the attached report and plot
