@@ -72,10 +72,10 @@ class RunResult:
 # ---- data: task subsets -----------------------------------------------------
 
 
-def derived_data_dir(
-    meta: DatasetConfig, data_dir: Path, impressions: Path, tasks: Sequence[TaskSpec], out: Path
+def task_subset_dir(
+    meta: DatasetConfig, data_dir: Path, tasks: Sequence[TaskSpec], out: Path
 ) -> Path:
-    """A dataset.yaml over ``impressions`` with the source's other files and only ``tasks``."""
+    """A dataset.yaml over the source's files that lists only ``tasks`` (single-task baselines)."""
     root = data_dir.resolve()
     ids = {t.id for t in tasks}
     outside = [t.id for t in tasks if t.sample_space != "all" and t.sample_space not in ids]
@@ -90,7 +90,7 @@ def derived_data_dir(
     DatasetConfig(
         name=meta.name,
         feature_spec=str(root / meta.feature_spec),
-        impressions=str(impressions.resolve()),
+        impressions=str(root / meta.impressions),
         users=entity(meta.users),
         items=entity(meta.items),
         tasks=list(tasks),
@@ -157,7 +157,6 @@ def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) ->
     """Train one arch at one seed (``single_task``: one model per task)."""
     meta = load_config(data_dir)
     groups = [[t] for t in meta.tasks] if arch == SINGLE_TASK else [list(meta.tasks)]
-    impressions = data_dir.resolve() / meta.impressions
     tasks: Metrics = {}
     best: dict[str, int] = {}
     config_dump: dict[str, Any] = {}
@@ -165,7 +164,11 @@ def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) ->
     for group in groups:
         label = group[0].id if arch == SINGLE_TASK else "all"
         ids = [t.id for t in group]
-        view = derived_data_dir(meta, data_dir, impressions, group, workdir / "data" / label)
+        view = (
+            task_subset_dir(meta, data_dir, group, workdir / "data" / label)
+            if arch == SINGLE_TASK
+            else data_dir
+        )
         config = run_config(arch, seed, plan, ids, workdir)
         run = train_run(config, view, workdir / "runs" / f"{arch}-{seed}-{label}", progress=False)
         tasks.update(run.metrics["tasks"])
