@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.published_model",
     "tests.fixtures.uvicorn_server",
+    "tests.fixtures.trained_run",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.published_model import PublishedModel
+from tests.fixtures.trained_run import TrainedRun
 
 pytestmark = pytest.mark.slow
 
@@ -96,16 +97,11 @@ def test_mmoe_synthetic_writes_table_results_and_plots(tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 0
 
 
-def test_split_vs_unsplit_agrees_then_times_both(tmp_path: Path) -> None:
-    from training.cli.main import main
-
-    data, run = tmp_path / "data", tmp_path / "run"
-    assert main(["generate", "simulator", "--rows", "400", "--seed", "4", "--out", str(data)]) == 0
-    train = ["train", "--preset", "default", "--data", str(data), "--out", str(run)]
-    assert main([*train, "--epochs", "1", "--no-progress"]) == 0
+def test_split_vs_unsplit_agrees_then_times_both(trained_run: TrainedRun) -> None:
     out = run_script(
-        "split_vs_unsplit.py", "--run", str(run), "--candidates", "5", "40", "--repeat", "2"
-    )
+        "split_vs_unsplit.py", "--run", str(trained_run.run), "--candidates", "5", "40",
+        "--repeat", "2",
+    )  # fmt: skip
     rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+(\S+)$", out, re.MULTILINE)
     assert [int(r[0]) for r in rows] == [5, 40], out
     assert all(float(r[4]) <= 1e-5 for r in rows)  # the two graphs agree before any timing

@@ -24,6 +24,7 @@ import torch
 from service.contracts.manifest import Manifest
 from service.contracts.transform import FeatureTransform
 from service.model_store import ModelStore
+from tests.fixtures.trained_run import TrainedRun
 from tests.fixtures.uvicorn_server import running_service
 from training.cli.main import main
 from training.train.checkpoint import load_run
@@ -35,22 +36,16 @@ SERVING_SIDES = ("user", "item", "context")
 
 
 class Published:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.run = root / "run"
-        self.store = root / "store"
+    def __init__(self, trained: TrainedRun, store: Path) -> None:
+        self.data = trained.data
+        self.run = trained.run
+        self.store = store
         self.first_version = ""
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
-    p = Published(tmp_path_factory.mktemp("e2e"))
-    generate = ["generate", "simulator", "--rows", "800", "--seed", "11", "--out", str(p.data)]
-    assert main(generate) == 0
-    train = ["train", "--preset", "default", "--data", str(p.data), "--out", str(p.run)]
-    train += ["--epochs", "1", "--seed", "2", "--no-progress", "--set", "batch_size=128"]
-    assert main(train) == 0
+def published(trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    p = Published(trained_run, tmp_path_factory.mktemp("e2e") / "store")
     assert main(["publish", str(p.run), "--store", str(p.store), "--model", MODEL]) == 0
     p.first_version = ModelStore(p.store).versions(MODEL)[0]
     return p
