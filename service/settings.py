@@ -38,7 +38,9 @@ class Settings(BaseSettings):
         None, description="model to serve; default: the only model in the store"
     )
     redis_url: str | None = Field(
-        None, description="online feature store and user cache; unset = request features only"
+        None,
+        description="online feature store and user cache (redis://HOST:PORT/DB, or "
+        "redis+cluster://NODE:PORT for a Redis Cluster); unset = request features only",
     )
     redis_prefix: str = Field("mtrank", min_length=1, description="key prefix in Redis")
     redis_timeout_ms: int = Field(20, ge=1, le=10_000, description="socket/connect timeout")

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.redis_server",
+    "tests.fixtures.redis_cluster",
     "tests.fixtures.published_model",
     "tests.fixtures.uvicorn_server",
     "tests.fixtures.trained_run",

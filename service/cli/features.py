@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 from service.store.loader import Entity, FeatureLoadError, LoadReport, load_table
+from service.store.redis_url import sync_client
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument(
         "--redis",
         default=os.environ.get("MTRANK_REDIS_URL"),
-        help="Redis URL, e.g. redis://localhost:6379/0 (default: $MTRANK_REDIS_URL)",
+        help="Redis URL, e.g. redis://localhost:6379/0, or redis+cluster://NODE:PORT for a "
+        "Redis Cluster (default: $MTRANK_REDIS_URL)",
     )
     load.add_argument("--users", type=Path, help="user table (.parquet or .csv)")
     load.add_argument("--items", type=Path, help="item table (.parquet or .csv)")
@@ -66,7 +68,11 @@ def run_load(args: argparse.Namespace) -> int:
     if not tables:
         print("error: nothing to load: pass --users FILE and/or --items FILE", file=sys.stderr)
         return 2
-    client = redis.Redis.from_url(args.redis, socket_connect_timeout=5, socket_timeout=30)
+    try:
+        client = sync_client(args.redis, socket_timeout=30, connect_timeout=5)
+    except ValueError as exc:
+        print(f"error: --redis {args.redis}: {exc}", file=sys.stderr)
+        return 2
     try:
         client.ping()
         reports: list[LoadReport] = []

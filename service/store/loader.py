@@ -96,7 +96,7 @@ def _batches(path: Path, batch_size: int) -> tuple[list[str], int | None, Iterat
 
 
 def load_table(
-    client: redis.Redis,
+    client: redis.Redis | redis.RedisCluster,
     path: Path,
     *,
     entity: Entity,
@@ -118,6 +118,7 @@ def load_table(
             f"pass the id column with {flag} NAME"
         )
     make_key = user_key if entity == "user" else item_key
+    cluster = isinstance(client, redis.RedisCluster)  # hash-tagged slot-group keys
     loaded = 0
     for record_batch in batches:
         pipe = client.pipeline(transaction=False)
@@ -127,7 +128,7 @@ def load_table(
                 value = encode_row(_json_lists(row) if is_csv else row)
             except RowEncodeError as exc:
                 raise FeatureLoadError(f"{path}: {entity} {entity_id!r}: {exc}") from exc
-            pipe.set(make_key(prefix, entity_id), value, ex=ttl_seconds)
+            pipe.set(make_key(prefix, entity_id, cluster), value, ex=ttl_seconds)
         pipe.execute()
         loaded += record_batch.num_rows
         if on_progress is not None:

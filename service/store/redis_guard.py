@@ -23,16 +23,29 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.store.circuit_breaker import CircuitBreaker
+from service.store.redis_url import cluster_target
 
 T = TypeVar("T")
 GuardStatus = Literal["ok", "timeout", "error", "circuit_open"]
+AsyncRedis = aioredis.Redis | aioredis.RedisCluster
 
 
-def make_client(url: str, *, timeout_ms: float) -> aioredis.Redis:
-    """An asyncio client with connect/socket timeouts of ``timeout_ms`` and at most one retry."""
+def make_client(url: str, *, timeout_ms: float) -> AsyncRedis:
+    """An asyncio client with connect/socket timeouts of ``timeout_ms`` and at most one retry;
+    redis-py's cluster client for a ``redis+cluster://`` URL (``service.store.redis_url``)."""
     if timeout_ms <= 0:
         raise ValueError(f"Redis timeout must be > 0 ms, got {timeout_ms}")
     seconds = timeout_ms / 1000.0
+    target = cluster_target(url)
+    if target is not None:
+        return aioredis.RedisCluster.from_url(
+            target,
+            socket_timeout=seconds,
+            socket_connect_timeout=seconds,
+            retry=Retry(NoBackoff(), 1),
+            cluster_error_retry_attempts=1,
+            health_check_interval=0,
+        )
     return aioredis.Redis.from_url(
         url,
         socket_timeout=seconds,
@@ -165,7 +178,7 @@ def connect_guarded(
     budget_ms: float,
     breaker: CircuitBreaker | None = None,
     log_interval_seconds: float = 10.0,
-) -> tuple[aioredis.Redis, RedisGuard]:
+) -> tuple[AsyncRedis, RedisGuard]:
     """A millisecond-budget client and the guard its calls run under (connects lazily: a Redis
     that is down at start-up only makes calls report errors)."""
     guard = RedisGuard(

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-import redis.asyncio as aioredis
 
 from service.store.circuit_breaker import CircuitBreaker
 from service.store.ports import CacheLookup
-from service.store.redis_guard import RedisGuard, ThrottledLog, connect_guarded
+from service.store.redis_guard import AsyncRedis, RedisGuard, ThrottledLog, connect_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class RedisUserRepCache:
     """``UserRepCache`` over Redis; build it with ``from_url``."""
 
     def __init__(
-        self, client: aioredis.Redis, guard: RedisGuard, *, prefix: str, ttl_seconds: int
+        self, client: AsyncRedis, guard: RedisGuard, *, prefix: str, ttl_seconds: int
     ) -> None:
         if ttl_seconds < 1:
             raise ValueError(f"user cache TTL must be >= 1 s, got {ttl_seconds}")

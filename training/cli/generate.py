@@ -29,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=SimulatorConfig.task_correlation,
         help="share of each task's latent user factor that all tasks share (0..1)",
     )
+    sim.add_argument(
+        "--part-rows",
+        type=int,
+        help="write impressions/ as Parquet parts of N rows (default: parts of 1M rows from 1M "
+        "rows on, else one impressions.parquet)",
+    )
     sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sim.set_defaults(func=_simulator)
 
@@ -53,7 +59,12 @@ def _report(out: Path) -> int:
     """Print the files written and the data card's headline numbers."""
     print(f"wrote {out}:")
     for path in sorted(out.iterdir()):
-        print(f"  {path.name:<22} {path.stat().st_size:>12,} bytes")
+        if path.is_dir():
+            parts = sorted(path.glob("*.parquet"))
+            size = sum(p.stat().st_size for p in parts)
+            print(f"  {path.name + '/':<22} {size:>12,} bytes in {len(parts)} parts")
+        else:
+            print(f"  {path.name:<22} {path.stat().st_size:>12,} bytes")
     card_path = out / "data_card.json"
     if card_path.is_file():
         card: dict[str, Any] = json.loads(card_path.read_text(encoding="utf-8"))
@@ -81,7 +92,17 @@ def _simulator(args: argparse.Namespace) -> int:
         return _fail("--rows, --users and --items must be positive")
     if not 0.0 <= config.task_correlation <= 1.0:
         return _fail(f"--task-correlation {config.task_correlation} must lie in [0, 1]")
-    simulate(config, args.out, progress=False if args.no_progress else None)
+    if args.part_rows is not None and args.part_rows < 1:
+        return _fail(f"--part-rows {args.part_rows} must be positive")
+    try:
+        simulate(
+            config,
+            args.out,
+            progress=False if args.no_progress else None,
+            part_rows=args.part_rows,
+        )
+    except FileExistsError as exc:
+        return _fail(str(exc))
     return _report(args.out)
 
 

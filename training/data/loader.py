@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from service.contracts.feature_spec import FeatureSpec
@@ -28,20 +30,20 @@ SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 def read_table(path: Path, sequence_columns: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a CSV or Parquet file; sequence columns become lists of Python ids."""
+    """Read a CSV or Parquet file, or a folder of Parquet files (hive partitions allowed, read in
+    path order); sequence columns become lists of Python ids."""
     path = Path(path)
+    if path.is_dir():
+        table = parquet_dataset(path).to_table()
+        return _parquet_frame(table, sequence_columns)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} does not exist: check the path (expected a .csv or .parquet)"
+            f"{path} does not exist: check the path (expected a .csv or .parquet file or a "
+            "folder of .parquet files)"
         )
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        table = pq.read_table(path)
-        frame: pd.DataFrame = table.to_pandas()
-        for name in sequence_columns:
-            if name in table.column_names:
-                frame[name] = pd.Series(table.column(name).to_pylist(), dtype=object)
-        return frame
+        return _parquet_frame(pq.read_table(path), sequence_columns)
     if suffix == ".csv":
         frame = pd.read_csv(path)
         for name in sequence_columns:
@@ -49,6 +51,25 @@ def read_table(path: Path, sequence_columns: Sequence[str] = ()) -> pd.DataFrame
                 frame[name] = pd.Series([_parse_ids(v) for v in frame[name]], dtype=object)
         return frame
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use one of {list(SUFFIXES)}")
+
+
+def parquet_dataset(path: Path) -> ds.Dataset:
+    """A folder of Parquet files as one ``pyarrow.dataset`` (hive ``key=value`` folders become
+    columns); a clear error when it holds none."""
+    files = sorted(p for p in Path(path).rglob("*") if p.suffix.lower() in (".parquet", ".pq"))
+    if not files:
+        raise FileNotFoundError(f"{path} is a folder without .parquet files: nothing to read")
+    return ds.dataset(
+        [str(p) for p in files], format="parquet", partitioning="hive", partition_base_dir=str(path)
+    )
+
+
+def _parquet_frame(table: pa.Table, sequence_columns: Sequence[str]) -> pd.DataFrame:
+    frame: pd.DataFrame = table.to_pandas()
+    for name in sequence_columns:
+        if name in table.column_names:
+            frame[name] = pd.Series(table.column(name).to_pylist(), dtype=object)
+    return frame
 
 
 def _parse_ids(cell: Any) -> list[Any] | None:

@@ -31,6 +31,7 @@ from service.contracts.feature_spec import FeatureSpec
 from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.data.datacard import DataCardAccumulator, write_data_card
 from training.data.dataset import DatasetConfig, EntityTable, EsmmPair
+from training.data.parquet_parts import ParquetSink
 from training.data.simulator_world import (
     AGES,
     DEVICES,
@@ -50,6 +51,7 @@ __all__ = ["DERIVED", "TASKS", "SimulatorConfig", "simulate", "simulator_spec"]
 
 CHUNK_ROWS = 100_000  # fixed: the chunking is part of the seeded output
 PROGRESS_ROWS = 500_000  # show a progress bar from this many rows on
+PART_ROWS = 1_000_000  # from this many rows on, impressions/ is a folder of parts of this size
 
 TASKS = [
     TaskSpec(id="click", type="binary"),
@@ -126,8 +128,18 @@ def _impressions(world: World, chunk: Chunk) -> pa.Table:
     return pa.table(columns)
 
 
-def simulate(config: SimulatorConfig, out: Path, progress: bool | None = None) -> DatasetConfig:
-    """Write impressions, user and item tables, the feature spec, dataset.yaml and the data card."""
+def simulate(
+    config: SimulatorConfig,
+    out: Path,
+    progress: bool | None = None,
+    part_rows: int | None = None,
+) -> DatasetConfig:
+    """Write impressions, user and item tables, the feature spec, dataset.yaml and the data card.
+
+    Impressions go to ``impressions.parquet``, or to a folder ``impressions/`` of Parquet parts of
+    ``part_rows`` rows (default: parts of ``PART_ROWS`` once the log reaches that size); memory
+    stays at one 100k-row chunk plus the world's tables whatever the number of rows.
+    """
     if config.rows < 1:
         raise ValueError(f"rows = {config.rows}: simulate at least one impression")
     out = Path(out)
@@ -137,8 +149,11 @@ def simulate(config: SimulatorConfig, out: Path, progress: bool | None = None) -
     pq.write_table(pa.table(_user_columns(world, np.arange(n_users))), out / "users.parquet")
     pq.write_table(pa.table(_item_columns(world, np.arange(n_items))), out / "items.parquet")
     intercepts = calibrate(world, config, np.random.default_rng([config.seed, 1]))
+    if part_rows is None and config.rows >= PART_ROWS:
+        part_rows = PART_ROWS
     meta = DatasetConfig(
         name="simulator",
+        impressions="impressions" if part_rows is not None else "impressions.parquet",
         users=EntityTable(file="users.parquet", key="user_id"),
         items=EntityTable(file="items.parquet", key="item_id"),
         tasks=TASKS,
@@ -148,20 +163,15 @@ def simulate(config: SimulatorConfig, out: Path, progress: bool | None = None) -
     )
     card = DataCardAccumulator(meta.name, TASKS)
     show = config.rows >= PROGRESS_ROWS if progress is None else progress
-    writer: pq.ParquetWriter | None = None
-    with tqdm(total=config.rows, unit="rows", disable=not show, desc="impressions") as bar:
+    sink = ParquetSink(out / meta.impressions, part_rows)
+    with sink, tqdm(total=config.rows, unit="rows", disable=not show, desc="impressions") as bar:
         for index, start in enumerate(range(0, config.rows, CHUNK_ROWS)):
             n = min(CHUNK_ROWS, config.rows - start)
             rng = np.random.default_rng([config.seed, 2, index])
             chunk = simulate_chunk(world, config, intercepts, rng, n)
-            table = _impressions(world, chunk)
-            if writer is None:
-                writer = pq.ParquetWriter(out / meta.impressions, table.schema)
-            writer.write_table(table)
+            sink.write(_impressions(world, chunk))
             card.update(chunk.labels, {"click": chunk.click_p})
             bar.update(n)
-    if writer is not None:
-        writer.close()
     simulator_spec(n_users, n_items).dump(out / meta.feature_spec)
     meta.dump(out)
     extra = {

@@ -10,6 +10,8 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from service.store.codec import encode_row
+from service.store.redis_feature_store import item_key
+from service.store.redis_url import sync_client
 from tests.fixtures.redis_server import RedisServerProcess
 from tests.fixtures.uvicorn_server import free_port
 from tests.service.api.conftest import AppClient, MakeApp
@@ -45,10 +47,12 @@ def _bare(example: dict[str, Any]) -> dict[str, Any]:
 
 
 def _store_items(url: str, prefix: str, example: dict[str, Any]) -> None:
-    client = redis.Redis.from_url(url)
+    client = sync_client(url, socket_timeout=2, connect_timeout=2)
+    cluster = isinstance(client, redis.RedisCluster)
     try:
         for candidate in example["candidates"]:
-            client.set(f"{prefix}:i:{candidate['id']}", encode_row(candidate["features"]))
+            key = item_key(prefix, candidate["id"], cluster)
+            client.set(key, encode_row(candidate["features"]))
     finally:
         client.close()
 
@@ -67,6 +71,23 @@ def test_items_stored_in_redis_fill_the_request_and_the_user_cache_hits(
     assert second["items"] == expected
     assert first["explain"]["feature_fetch"]["hits"] == len(example["candidates"])
     assert first["explain"]["user_cache"] == "miss"
+    assert second["explain"]["user_cache"] == "hit"
+
+
+@pytest.mark.redis
+def test_service_on_a_redis_cluster_url_fills_features_and_caches_users(
+    make_app: MakeApp, example: dict[str, Any], redis_cluster: str
+) -> None:
+    prefix = "mtrank-cluster-wiring"
+    _store_items(redis_cluster, prefix, example)
+    with AppClient(make_app()) as client:
+        expected = client.post("/rank", json=example).json()["items"]
+    app = make_app(redis_url=redis_cluster, redis_prefix=prefix, redis_timeout_ms=2000)
+    with AppClient(app) as client:
+        first = client.post("/rank", json={**_bare(example), "explain": True}).json()
+        second = client.post("/rank", json={**_bare(example), "explain": True}).json()
+    assert first["items"] == expected
+    assert first["explain"]["feature_fetch"]["hits"] == len(example["candidates"])
     assert second["explain"]["user_cache"] == "hit"
 
 

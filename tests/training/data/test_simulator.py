@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from service.contracts.feature_spec import FeatureSpec
 from training.data.dataset import Dataset, load_dataset
+from training.data.loader import read_table
 from training.data.simulator import SimulatorConfig, simulate
 
 
@@ -113,3 +115,38 @@ def test_rows_beyond_one_chunk_are_all_written(
     assert len(frame) == 1000
     assert frame["user_id"].between(1, 50).all()
     assert frame["item_id"].between(1, 40).all()
+
+
+def test_partitioned_log_holds_the_same_rows_as_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("training.data.simulator.CHUNK_ROWS", 400)
+    config = SimulatorConfig(rows=2000, seed=3, users=60, items=50)
+    simulate(config, tmp_path / "one")
+    simulate(config, tmp_path / "parts", part_rows=800)
+    parts = sorted((tmp_path / "parts" / "impressions").glob("*.parquet"))
+    assert [p.name for p in parts] == [f"part-0000{i}.parquet" for i in range(3)]
+    assert [pq.ParquetFile(p).metadata.num_row_groups for p in parts] == [2, 2, 1]
+    one, many = load_dataset(tmp_path / "one"), load_dataset(tmp_path / "parts")
+    assert many.meta.impressions == "impressions"
+    pd.testing.assert_frame_equal(one.frame, many.frame)
+
+
+def test_hive_partitioned_folder_is_read_with_its_partition_column(tmp_path: Path) -> None:
+    simulate(SimulatorConfig(rows=600, seed=0, users=30, items=20), tmp_path)
+    frame = pd.read_parquet(tmp_path / "impressions.parquet")
+    folder = tmp_path / "by_day"
+    for day, rows in (("2026-01-01", frame.iloc[:250]), ("2026-01-02", frame.iloc[250:])):
+        (folder / f"day={day}").mkdir(parents=True)
+        rows.to_parquet(folder / f"day={day}" / "part-0.parquet", index=False)
+    read = read_table(folder, ["history"])
+    assert len(read) == 600
+    assert read["day"].astype(str).tolist() == ["2026-01-01"] * 250 + ["2026-01-02"] * 350
+    assert read["history"].iloc[0] == frame["history"].iloc[0].tolist()
+
+
+def test_writing_parts_into_a_folder_that_holds_parts_is_refused(tmp_path: Path) -> None:
+    config = SimulatorConfig(rows=300, seed=0, users=30, items=20)
+    simulate(config, tmp_path, part_rows=200)
+    with pytest.raises(FileExistsError, match="impressions already holds 1 part files"):
+        simulate(config, tmp_path, part_rows=200)
