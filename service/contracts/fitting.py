@@ -1,15 +1,29 @@
-"""fit_spec: fill a feature spec's fitted fields (vocabularies, clip bounds, mean/std) from data.
+"""Fit a feature spec's fitted fields (vocabularies, clip bounds, mean/std) from data, in one pass.
 
 Run once on the training split; the fitted spec is saved next to the model and embedded in its
 manifest, so serving applies exactly the statistics training used. Values are read with the same
 coercion as the transform (``service.contracts.coercion``): missing and invalid values are skipped.
+
+``SpecFitter`` consumes the data in batches (``update``), merges with the fitter of another shard
+(``merge``: ranks of a distributed run each fit their part) and returns the fitted spec
+(``result``); ``fit_spec`` is the one-batch case. Every statistic is exact, whatever the batching:
+
+* vocabularies: exact counts of every distinct value (memory grows with the number of distinct
+  values; use ``encoding: hash`` for id spaces too large to count);
+* ``clip: auto``: the 0.1% / 99.9% quantiles (numpy's linear interpolation) from the smallest and
+  largest ``ceil(0.001 * rows) + 3`` values kept exactly (``rows``: an upper bound on the rows the
+  fitter will see, given up front), i.e. 0.2% of a numeric column;
+* mean and std of the clipped (and log1p-ed) values: shifted sums over every value, corrected for
+  the clipped values, which all lie in those kept tails.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +39,7 @@ from service.contracts.feature_spec import (
 logger = logging.getLogger(__name__)
 
 AUTO_CLIP_QUANTILES = (0.001, 0.999)
+Floats = npt.NDArray[np.float64]
 
 
 def fit_spec(spec: FeatureSpec, columns: Mapping[str, Column]) -> FeatureSpec:
@@ -38,17 +53,10 @@ def fit_spec(spec: FeatureSpec, columns: Mapping[str, Column]) -> FeatureSpec:
     and std of the clipped (and log1p-ed) values; a constant feature gets std 1. Features already
     fitted (a declared vocabulary, given stats) and hashed features are kept as they are.
     """
-    fitted: list[object] = []
-    for feature in spec.features:
-        if isinstance(feature, CategoricalFeature) and not feature.is_fitted:
-            vocabulary = _vocabulary(feature, spec, columns)
-            fitted.append(feature.model_dump() | {"vocabulary": vocabulary})
-        elif isinstance(feature, NumericFeature) and not feature.is_fitted:
-            stats = _stats(feature, _column(feature.name, columns))
-            fitted.append(feature.model_dump() | {"stats": stats.model_dump()})
-        else:
-            fitted.append(feature.model_dump())
-    return FeatureSpec.model_validate({"name": spec.name, "features": fitted})
+    rows = max((len(c) for c in columns.values()), default=0)
+    fitter = SpecFitter(spec, max_rows=rows)
+    fitter.update(columns)
+    return fitter.result()
 
 
 def _column(name: str, columns: Mapping[str, Column]) -> Column:
@@ -61,54 +69,198 @@ def _column(name: str, columns: Mapping[str, Column]) -> Column:
     return column
 
 
-def _vocabulary(
-    feature: CategoricalFeature, spec: FeatureSpec, columns: Mapping[str, Column]
-) -> list[str]:
-    ids = ids_of(_column(feature.name, columns))
-    parts = [ids.strings]
-    invalid = int(ids.invalid.sum())
-    for seq in spec.sequences():
-        if seq.item_feature == feature.name and columns.get(seq.name) is not None:
-            elements = sequences_of(_column(seq.name, columns)).elements
-            parts.append(elements.strings)
-            invalid += int(elements.invalid.sum())
-    if invalid:
-        logger.warning(
-            "feature %r: %d values of a wrong type skipped while fitting", feature.name, invalid
-        )
-    counts: Counter[str] = Counter()
-    for part in parts:
-        counts.update(map(str, part.tolist()))
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))  # ties: code point order
-    vocabulary = [value for value, count in ranked if count >= feature.min_count]
-    vocabulary = vocabulary[: feature.max_vocab]
-    if not vocabulary:
-        logger.warning(
-            "feature %r: no value to fit a vocabulary on; every value will map to 0", feature.name
-        )
-    return vocabulary
+def _count(strings: npt.NDArray[np.str_] | npt.NDArray[np.object_]) -> Counter[str]:
+    if strings.size == 0:
+        return Counter()
+    values, counts = np.unique(np.asarray(strings, dtype=np.str_), return_counts=True)
+    return Counter(dict(zip(values.tolist(), counts.tolist(), strict=True)))
 
 
-def _stats(feature: NumericFeature, column: Column) -> NumericStats:
-    numbers = numbers_of(column)
-    usable = ~(numbers.missing | numbers.invalid | numbers.nonfinite)
-    x: npt.NDArray[np.float64] = numbers.values[usable]
-    if x.size == 0:
+@dataclass
+class _Moments:
+    """n, and sums of (y - shift) and (y - shift)^2, for mean and variance without cancellation."""
+
+    n: int = 0
+    shift: float | None = None
+    s1: float = 0.0
+    s2: float = 0.0
+
+    def add(self, y: Floats, sign: float = 1.0) -> None:
+        if y.size == 0:
+            return
+        if self.shift is None:
+            self.shift = float(y.mean())
+        d = y - self.shift
+        self.n += int(sign) * int(y.size)
+        self.s1 += sign * float(d.sum())
+        self.s2 += sign * float(np.dot(d, d))
+
+    def merge(self, other: _Moments) -> None:
+        if other.n == 0 and other.shift is None:
+            return
+        if self.shift is None:
+            self.shift = other.shift
+        assert other.shift is not None
+        assert self.shift is not None
+        delta = other.shift - self.shift  # re-centre the other's sums on our shift
+        self.s2 += other.s2 + 2 * delta * other.s1 + other.n * delta * delta
+        self.s1 += other.s1 + other.n * delta
+        self.n += other.n
+
+    def mean_std(self) -> tuple[float, float]:
+        assert self.shift is not None
+        assert self.n > 0
+        m = self.s1 / self.n
+        return self.shift + m, math.sqrt(max(self.s2 / self.n - m * m, 0.0))
+
+
+@dataclass
+class _NumericFit:
+    feature: NumericFeature
+    keep: int  # values kept in each tail (clip: auto)
+    count: int = 0  # usable values seen
+    moments: _Moments = field(default_factory=_Moments)  # of g(x), or of h(x) for clip: auto
+    low: Floats = field(default_factory=lambda: np.empty(0))  # smallest values, sorted
+    high: Floats = field(default_factory=lambda: np.empty(0))  # largest values, sorted
+
+    def _h(self, x: Floats) -> Floats:
+        return np.log1p(np.maximum(x, 0.0)) if self.feature.log1p else x
+
+    def update(self, x: Floats) -> None:
+        self.count += int(x.size)
+        clip = self.feature.clip
+        if clip == "auto":
+            self.low = _smallest(np.concatenate([self.low, x]), self.keep)
+            self.high = -_smallest(-np.concatenate([self.high, x]), self.keep)[::-1]
+            self.moments.add(self._h(x))
+        else:
+            self.moments.add(self._h(x if clip is None else np.clip(x, clip[0], clip[1])))
+
+    def merge(self, other: _NumericFit) -> None:
+        self.count += other.count
+        self.moments.merge(other.moments)
+        if self.feature.clip == "auto":
+            self.low = _smallest(np.concatenate([self.low, other.low]), self.keep)
+            self.high = -_smallest(-np.concatenate([self.high, other.high]), self.keep)[::-1]
+
+    def stats(self) -> NumericStats:
+        name = self.feature.name
+        if self.count == 0:
+            raise ValueError(
+                f"numeric feature {name!r}: no finite number in the training data to fit "
+                "its statistics; check the column or remove the feature"
+            )
+        lo: float | None = None
+        hi: float | None = None
+        moments = self.moments
+        if self.feature.clip == "auto":
+            lo = _quantile(self.low, self.count, AUTO_CLIP_QUANTILES[0], from_top=False)
+            hi = _quantile(self.high, self.count, AUTO_CLIP_QUANTILES[1], from_top=True)
+            moments = _Moments(moments.n, moments.shift, moments.s1, moments.s2)
+            below, above = self.low[self.low < lo], self.high[self.high > hi]
+            for beyond, bound in ((below, lo), (above, hi)):
+                moments.add(self._h(beyond), sign=-1.0)  # their unclipped values out ...
+                moments.add(self._h(np.full(beyond.size, bound)))  # ... their bound in
+        elif self.feature.clip is not None:
+            lo, hi = self.feature.clip
+        mean, std = moments.mean_std()
+        if not std > 0 or not np.isfinite(std):
+            std = 1.0
+        return NumericStats(mean=mean, std=std, clip_lo=lo, clip_hi=hi)
+
+
+def _smallest(x: Floats, k: int) -> Floats:
+    if x.size > k:
+        x = np.partition(x, k - 1)[:k]
+    return np.sort(x)
+
+
+def _quantile(tail: Floats, n: int, q: float, *, from_top: bool) -> float:
+    """numpy's default (linear) quantile of n values, from the sorted tail holding the order
+    statistics it needs (the smallest values, or the largest when ``from_top``)."""
+    h = (n - 1) * q
+    i = math.floor(h)
+    t = h - i
+    j = min(i + 1, n - 1)
+    offset = n - tail.size if from_top else 0  # order statistic k sits at tail[k - offset]
+    if i - offset < 0 or j - offset >= tail.size:
         raise ValueError(
-            f"numeric feature {feature.name!r}: no finite number in the training data to fit "
-            "its statistics; check the column or remove the feature"
+            f"{n} values seen but the fitter was sized for fewer (max_rows): give SpecFitter "
+            "an upper bound on the rows it will see"
         )
-    lo: float | None = None
-    hi: float | None = None
-    if feature.clip == "auto":
-        lo, hi = (float(q) for q in np.quantile(x, AUTO_CLIP_QUANTILES))
-    elif feature.clip is not None:
-        lo, hi = feature.clip
-    if lo is not None and hi is not None:
-        x = np.clip(x, lo, hi)
-    if feature.log1p:
-        x = np.log1p(np.maximum(x, 0.0))
-    mean, std = float(x.mean()), float(x.std())
-    if not std > 0 or not np.isfinite(std):
-        std = 1.0
-    return NumericStats(mean=mean, std=std, clip_lo=lo, clip_hi=hi)
+    a, b = float(tail[i - offset]), float(tail[j - offset])
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t  # numpy's _lerp
+
+
+class SpecFitter:
+    """Accumulates what ``fit_spec`` needs, batch by batch; ``max_rows`` bounds the rows it will
+    see in all (every shard together), which sizes the exact tails of ``clip: auto``."""
+
+    def __init__(self, spec: FeatureSpec, *, max_rows: int) -> None:
+        self.spec = spec
+        keep = math.ceil(AUTO_CLIP_QUANTILES[0] * max(max_rows, 1)) + 3
+        self.counts: dict[str, Counter[str]] = {}
+        self.numeric: dict[str, _NumericFit] = {}
+        self.invalid: Counter[str] = Counter()
+        for feature in spec.features:
+            if isinstance(feature, CategoricalFeature) and not feature.is_fitted:
+                self.counts[feature.name] = Counter()
+            elif isinstance(feature, NumericFeature) and not feature.is_fitted:
+                self.numeric[feature.name] = _NumericFit(feature, keep)
+
+    def update(self, columns: Mapping[str, Column]) -> None:
+        """Add one batch of rows (a column per feature, as in ``fit_spec``)."""
+        for name, counter in self.counts.items():
+            ids = ids_of(_column(name, columns))
+            counter.update(_count(ids.strings))
+            self.invalid[name] += int(ids.invalid.sum())
+            for seq in self.spec.sequences():
+                if seq.item_feature == name and columns.get(seq.name) is not None:
+                    elements = sequences_of(_column(seq.name, columns)).elements
+                    counter.update(_count(elements.strings))
+                    self.invalid[name] += int(elements.invalid.sum())
+        for name, fit in self.numeric.items():
+            numbers = numbers_of(_column(name, columns))
+            usable = ~(numbers.missing | numbers.invalid | numbers.nonfinite)
+            fit.update(numbers.values[usable])
+
+    def merge(self, other: SpecFitter) -> None:
+        """Add another shard's fitter (same spec) to this one."""
+        for name, counter in self.counts.items():
+            counter.update(other.counts[name])
+        for name, fit in self.numeric.items():
+            fit.merge(other.numeric[name])
+        self.invalid.update(other.invalid)
+
+    def result(self) -> FeatureSpec:
+        """The fitted spec."""
+        fitted: list[object] = []
+        for feature in self.spec.features:
+            if feature.name in self.counts:
+                assert isinstance(feature, CategoricalFeature)
+                fitted.append(feature.model_dump() | {"vocabulary": self._vocabulary(feature)})
+            elif feature.name in self.numeric:
+                stats = self.numeric[feature.name].stats()
+                fitted.append(feature.model_dump() | {"stats": stats.model_dump()})
+            else:
+                fitted.append(feature.model_dump())
+        return FeatureSpec.model_validate({"name": self.spec.name, "features": fitted})
+
+    def _vocabulary(self, feature: CategoricalFeature) -> list[str]:
+        if self.invalid[feature.name]:
+            logger.warning(
+                "feature %r: %d values of a wrong type skipped while fitting",
+                feature.name,
+                self.invalid[feature.name],
+            )
+        counts = self.counts[feature.name]
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))  # ties: code points
+        vocabulary = [value for value, count in ranked if count >= feature.min_count]
+        vocabulary = vocabulary[: feature.max_vocab]
+        if not vocabulary:
+            logger.warning(
+                "feature %r: no value to fit a vocabulary on; every value will map to 0",
+                feature.name,
+            )
+        return vocabulary

@@ -63,6 +63,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from training.train.distributed import Distributed
     from training.train.run import train_run
 
     overrides = list(args.overrides)
@@ -70,12 +71,20 @@ def _train(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     started = time.perf_counter()
+    dist = Distributed.from_env()  # a world of one unless launched by torchrun
     try:
         config = load_config(args.preset, overrides)
-        run = train_run(config, args.data, args.out, progress=not args.no_progress)
+        run = train_run(config, args.data, args.out, progress=not args.no_progress, dist=dist)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         return _fail(str(exc))
-    print(f"trained {config.arch.name} in {time.perf_counter() - started:.1f} s; validation:")
+    finally:
+        dist.close()
+    if not dist.is_main:
+        return 0  # rank 0 reports and writes the run directory
+    ranks = f" on {dist.world} ranks" if dist.active else ""
+    print(
+        f"trained {config.arch.name}{ranks} in {time.perf_counter() - started:.1f} s; validation:"
+    )
     print(_summary(run.metrics))
     print(f"wrote {run.run_dir}:")
     for path in run.files:

@@ -8,7 +8,7 @@ The model runs in eval mode, so the position-bias tower is left out exactly as a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,25 +34,57 @@ class Prediction:
 @torch.no_grad()
 def predict(model: MultiTaskRanker, inputs: dict[str, Tensor], batch_size: int) -> Prediction:
     """Eval-mode forward in batches; restores the model's previous mode."""
+    n = int(next(iter(inputs.values())).shape[0])
+    slices = (
+        {k: v[s : s + batch_size] for k, v in inputs.items()} for s in range(0, n, batch_size)
+    )
+    return predict_batches(model, slices)
+
+
+@torch.no_grad()
+def predict_batches(
+    model: MultiTaskRanker,
+    batches: Iterable[dict[str, Tensor]],
+    *,
+    gather: Callable[[Tensor], Tensor] | None = None,
+) -> Prediction:
+    """Eval-mode forward over batches (moved to the model's device); with ``gather`` (a
+    distributed run's ``Distributed.gather``), every rank's rows concatenated in rank order."""
     was_training = model.training
     model.eval()
-    n = int(next(iter(inputs.values())).shape[0])
+    device = next(model.parameters()).device
     logits, preds, ctcvrs = [], [], []
     gate_sums: dict[str, Tensor] = {}
+    n = 0
     try:
-        for start in range(0, n, batch_size):
-            out = model({k: v[start : start + batch_size] for k, v in inputs.items()})
-            logits.append(out.logits)
-            preds.append(out.pred)
+        for batch in batches:
+            out = model({k: v.to(device) for k, v in batch.items()})
+            n += int(out.pred.shape[0])
+            logits.append(out.logits.cpu())
+            preds.append(out.pred.cpu())
             if out.ctcvr is not None:
-                ctcvrs.append(out.ctcvr)
+                ctcvrs.append(out.ctcvr.cpu())
             for task_id, gate in out.gates.items():  # (B, E)
-                gate_sums[task_id] = gate_sums.get(task_id, 0) + gate.sum(dim=0)
+                gate_sums[task_id] = gate_sums.get(task_id, 0) + gate.sum(dim=0).cpu()
     finally:
         model.train(was_training)
+    width = len(model.tasks)
     output = RankerOutput(
-        torch.cat(logits), torch.cat(preds), {}, torch.cat(ctcvrs) if ctcvrs else None
+        torch.cat(logits) if logits else torch.zeros(0, width),
+        torch.cat(preds) if preds else torch.zeros(0, width),
+        {},
+        torch.cat(ctcvrs) if ctcvrs else (torch.zeros(0) if model.esmm else None),
     )
+    if gather is not None:
+        output = RankerOutput(
+            gather(output.logits),
+            gather(output.pred),
+            {},
+            gather(output.ctcvr) if output.ctcvr is not None else None,
+        )
+        totals = gather(torch.tensor([float(n)]))
+        n = int(totals.sum())
+        gate_sums = {k: gather(v[None, :]).sum(dim=0) for k, v in sorted(gate_sums.items())}
     gates = {k: (v / max(n, 1)).tolist() for k, v in gate_sums.items()}
     return Prediction(output, gates)
 

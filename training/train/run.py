@@ -22,6 +22,7 @@ from training.data.dataset import Dataset, load_dataset
 from training.train.arrays import fit_on, to_arrays
 from training.train.checkpoint import ModelOptions, build_model, load_run, save_checkpoint
 from training.train.config import TrainConfig, dump_config
+from training.train.distributed import Distributed
 from training.train.evaluate import evaluate_arrays
 from training.train.plots import plot_gates, plot_loss_curves
 from training.train.trainer import Trainer, seed_everything
@@ -70,9 +71,16 @@ def _write_metrics(path: Path, metrics: dict[str, Any]) -> None:
 
 
 def train_run(
-    config: TrainConfig, data_dir: Path, run_dir: Path, *, progress: bool = True
+    config: TrainConfig,
+    data_dir: Path,
+    run_dir: Path,
+    *,
+    progress: bool = True,
+    dist: Distributed | None = None,
 ) -> RunFiles:
-    """Train on a data directory and write the run directory."""
+    """Train on a data directory and write the run directory (rank 0 alone in a distributed
+    run: the other ranks return the metrics and no files)."""
+    dist = dist or Distributed()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     dataset = load_dataset(data_dir)
@@ -93,8 +101,12 @@ def train_run(
     model = build_model(spec, dataset.tasks, config, options)
     ids = [t.id for t in dataset.tasks]
     esmm = (ids.index(options.esmm[0]), ids.index(options.esmm[1])) if options.esmm else None
-    trainer = Trainer(model, config, dataset.tasks, dataset.derived, esmm, progress=progress)
+    trainer = Trainer(
+        model, config, dataset.tasks, dataset.derived, esmm, progress=progress, dist=dist
+    )
     result = trainer.fit(train, val)
+    if not dist.is_main:
+        return RunFiles(run_dir, [], result.metrics)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     files = [save_checkpoint(run_dir, model, config, spec, dataset.derived, dataset.dir, options)]

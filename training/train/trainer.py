@@ -1,5 +1,9 @@
 """The training loop: seeded, deterministic batches, weighted multi-task losses, validation every
-epoch, early stopping on the mean validation metric, and a history of everything it saw."""
+epoch, early stopping on the mean validation metric, and a history of everything it saw.
+
+Batches come from a feed (``training.train.feed``): rows in memory or streamed from Parquet, this
+rank's share in a data-parallel run (``training.train.distributed``), where steps run through
+DistributedDataParallel and validation metrics are computed over every rank's predictions."""
 
 from __future__ import annotations
 
@@ -8,26 +12,32 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.models.ranker import MultiTaskRanker
 from training.train.arrays import TrainArrays
 from training.train.config import TrainConfig
-from training.train.evaluate import evaluate_arrays, mean_auc, validation_losses
+from training.train.distributed import Distributed
+from training.train.evaluate import (
+    Prediction,
+    compute_metrics,
+    mean_auc,
+    predict_batches,
+    validation_losses,
+)
+from training.train.feed import ArrayFeed, Feed
 from training.train.losses import (
     TaskLosses,
     calibration_loss,
-    sample_space_masks,
     task_losses,
-    training_targets,
 )
 from training.train.weighting import (
     DynamicWeightAverage,
@@ -79,20 +89,17 @@ def build_weighting(
 
 
 @torch.no_grad()
-def init_output_biases(model: MultiTaskRanker, data: TrainArrays) -> None:
+def init_output_biases(model: MultiTaskRanker, means: Sequence[float | None]) -> None:
     """Start each task head at its base rate: logit(mean label) for binary tasks, the mean
-    training-space target for regression, over the task's sample space.
+    training-space target for regression, over the task's sample space (``Feed.target_means``).
 
     Heads otherwise start at p = 0.5 and 0, so the first steps spend the shared layers on
     learning rates and scales (a log1p watch time of ~4 gives an initial MSE near 17 that
     swamps every other task's gradient).
     """
-    masks = sample_space_masks(model.tasks, data.labels)  # (n, T)
-    targets = training_targets(model.tasks, data.labels)  # (n, T)
-    for k, (task, head) in enumerate(zip(model.tasks, model.heads, strict=True)):
-        if not bool(masks[:, k].any()):
+    for task, head, mean in zip(model.tasks, model.heads, means, strict=True):
+        if mean is None:
             continue
-        mean = float(targets[masks[:, k], k].double().mean())
         if task.type == "binary":
             rate = min(max(mean, 1e-4), 1.0 - 1e-4)
             mean = math.log(rate / (1.0 - rate))
@@ -122,8 +129,10 @@ class Trainer:
         derived: Sequence[DerivedObjective] = (),
         esmm: tuple[int, int] | None = None,
         progress: bool = True,
+        dist: Distributed | None = None,
     ) -> None:
-        self.model, self.config = model, config
+        self.dist = dist or Distributed()
+        self.model, self.config = model.to(self.dist.device), config
         self.tasks, self.derived = list(tasks), list(derived)
         self.loss_spec = TaskLosses(
             self.tasks,
@@ -132,6 +141,14 @@ class Trainer:
             esmm,
         )
         self.weighting = build_weighting(config, self.tasks, model)
+        self.weighting.reduce = self.dist.mean
+        # Every rank starts from rank 0's weights (DDP would broadcast its module's; PCGrad
+        # runs without DDP and the loss weights are not in the module).
+        self.dist.broadcast_parameters(
+            list(model.state_dict().values()) + list(self.weighting.parameters())
+        )
+        # PCGrad writes .grad itself from averaged per-task gradients: no DDP backward to sync.
+        self.step_model = model if self.weighting.manual_gradients else self.dist.wrap(model)
         tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
         params = [p for p in model.parameters() if p.requires_grad]
         groups: list[dict[str, Any]] = [
@@ -150,29 +167,50 @@ class Trainer:
         self.calibrate = config.arch.name == "aitm" and config.calibration_weight > 0
         self.progress = progress
 
-    def _train_epoch(self, data: TrainArrays, epoch: int) -> list[float]:
+    def _train_epoch(self, feed: Feed, epoch: int) -> list[float]:
         self.model.train()
-        order = torch.randperm(
-            len(data), generator=torch.Generator().manual_seed(self.config.seed + epoch)
-        )
-        batches = torch.split(order, self.config.batch_size)
+        device = self.dist.device
         sums = torch.zeros(len(self.tasks), dtype=torch.float64)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}", disable=not self.progress, leave=False)
-        for index in bar:
-            inputs, labels = data.rows(index)
+        steps = 0
+        show = self.progress and self.dist.is_main
+        bar = tqdm(feed.epoch(epoch), desc=f"epoch {epoch + 1}", disable=not show, leave=False)
+        for inputs, labels in bar:
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            labels = labels.to(device)
             self.optimizer.zero_grad(set_to_none=True)
-            out = self.model(inputs)
+            out = self.step_model(inputs)
             losses = task_losses(out, labels, self.loss_spec)  # (T,)
             extra = None
             if self.calibrate:
                 extra = self.config.calibration_weight * calibration_loss(out, self.loss_spec)
             self.weighting.backward(losses, extra)
+            for p in self.weighting.parameters():  # learnable loss weights DDP does not own
+                if p.grad is not None:
+                    p.grad = self.dist.mean(p.grad)
             self.optimizer.step()
-            sums += losses.detach().double()
+            sums += losses.detach().double().cpu()
+            steps += 1
             bar.set_postfix(
                 {t.id: f"{float(v):.4f}" for t, v in zip(self.tasks, losses.detach(), strict=True)}
             )
-        return (sums / max(len(batches), 1)).tolist()
+        return self.dist.mean(sums / max(steps, 1)).tolist()
+
+    def _validate(self, feed: Feed) -> tuple[dict[str, Any], Prediction, Tensor]:
+        """Metrics over every rank's validation rows (gathered, not averaged), the prediction
+        and the labels, the same on every rank."""
+        labels: list[Tensor] = []
+
+        def inputs() -> Iterator[dict[str, Tensor]]:
+            for x, y in feed.validation(self.config.eval_batch_size):
+                labels.append(y)
+                yield x
+
+        gather = self.dist.gather if self.dist.active else None
+        prediction = predict_batches(self.model, inputs(), gather=gather)
+        y = self.dist.gather(torch.cat(labels) if labels else torch.zeros(0, len(self.tasks)))
+        columns = {t.id: y[:, k].numpy().astype(np.float64) for k, t in enumerate(self.tasks)}
+        pred = prediction.output.pred.numpy().astype(np.float64)
+        return compute_metrics(self.tasks, self.derived, columns, pred), prediction, y
 
     def _score(self, metrics: dict[str, Any], val_losses: list[float]) -> float:
         """Higher is better: mean AUC, or minus the mean validation loss."""
@@ -183,21 +221,31 @@ class Trainer:
         return -float(np.mean(val_losses))
 
     def fit(self, train: TrainArrays, val: TrainArrays) -> TrainResult:
+        """Train on in-memory rows (this rank's share of them in a data-parallel run)."""
+        feed = ArrayFeed(
+            train,
+            val,
+            self.tasks,
+            batch_size=self.config.batch_size,
+            seed=self.config.seed,
+            shard=self.dist.shard,
+        )
+        return self.fit_feed(feed)
+
+    def fit_feed(self, feed: Feed) -> TrainResult:
         """Train for ``config.epochs`` (or until early stopping) and return the result."""
         stop = self.config.early_stopping
         result = TrainResult(self.model)
         if self.config.init_output_bias:
-            init_output_biases(self.model, train)
+            init_output_biases(self.model, feed.target_means())
         best_score, best_state, stale = -math.inf, copy.deepcopy(self.model.state_dict()), 0
         for epoch in range(self.config.epochs):
             started = time.perf_counter()
             weights = self.weighting.weights().tolist()
-            train_losses = self._train_epoch(train, epoch)
+            train_losses = self._train_epoch(feed, epoch)
             self.weighting.end_epoch(train_losses)
-            metrics, prediction = evaluate_arrays(
-                self.model, val, self.tasks, self.derived, self.config.eval_batch_size
-            )
-            val_losses = validation_losses(prediction, val.labels, self.loss_spec)
+            metrics, prediction, val_labels = self._validate(feed)
+            val_losses = validation_losses(prediction, val_labels, self.loss_spec)
             score = self._score(metrics, val_losses)
             result.history.append(
                 {
@@ -229,9 +277,7 @@ class Trainer:
                     break
         if stop.restore_best:
             self.model.load_state_dict(best_state)
-        result.metrics, prediction = evaluate_arrays(
-            self.model, val, self.tasks, self.derived, self.config.eval_batch_size
-        )
+        result.metrics, prediction, _ = self._validate(feed)
         result.gates = prediction.gates
         self.model.eval()
         return result

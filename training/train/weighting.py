@@ -14,23 +14,36 @@
   inverse training rate; renormalised to sum_k w_k = K after every step.
 * ``PCGrad`` (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS'20): each task's
   gradient loses its component along any other task's gradient it conflicts with (negative dot).
+
+Data-parallel runs (``training.train.distributed``) set ``reduce`` to the average over ranks:
+GradNorm averages its per-task gradient norms and losses before updating its weights, PCGrad
+averages the per-task gradients before projecting them (so every rank applies the projection
+of the global batch's gradients, the same on every rank), and ``manual_gradients`` tells the
+trainer that PCGrad writes ``.grad`` itself, outside DistributedDataParallel's backward.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 
+def _same(tensor: Tensor) -> Tensor:
+    return tensor
+
+
 class LossWeighting(ABC):
     """Turns (T,) task losses into parameter gradients (``backward``) and reports its weights."""
 
+    manual_gradients = False  # True: backward() sets .grad itself (no DDP backward to sync it)
+
     def __init__(self, base: Sequence[float]) -> None:
         self.base = torch.tensor(list(base), dtype=torch.float32)  # (T,)
+        self.reduce: Callable[[Tensor], Tensor] = _same  # average over ranks in a DDP run
 
     def parameters(self) -> list[nn.Parameter]:
         """Learnable weighting parameters to optimise with the model (none by default)."""
@@ -42,7 +55,7 @@ class LossWeighting(ABC):
 
     def backward(self, losses: Tensor, extra: Tensor | None = None) -> Tensor:
         """Backpropagate sum_k w_k L_k (+ ``extra``, an unweighted term); return the total."""
-        total = (self.weights() * losses).sum()
+        total = (self.weights().to(losses.device) * losses).sum()
         if extra is not None:
             total = total + extra
         torch.autograd.backward(total)
@@ -116,7 +129,7 @@ class UncertaintyWeighting(LossWeighting):
         return (self.scale * torch.exp(-self.log_vars) * losses + 0.5 * self.log_vars).sum()
 
     def backward(self, losses: Tensor, extra: Tensor | None = None) -> Tensor:
-        total = self.objective(losses)
+        total = self.objective(losses.cpu()).to(losses.device)
         if extra is not None:
             total = total + extra
         torch.autograd.backward(total)
@@ -177,21 +190,24 @@ class GradNorm(LossWeighting):
     def backward(self, losses: Tensor, extra: Tensor | None = None) -> Tensor:
         if self.shared is None:
             self.shared = self._choose_shared(losses)
-        if self.initial is None:
-            self.initial = losses.detach().clone()
-        # L_k(0): the first non-zero loss each task produced.
-        self.initial = torch.where(self.initial > 0, self.initial, losses.detach())
+        k = len(losses)
         norms = torch.stack(
-            [_flat_grads(losses[k], self.shared).norm() for k in range(len(losses))]
+            [_flat_grads(losses[i], self.shared).norm() for i in range(k)]
         )  # (T,) ||grad_W L_k||
+        averaged = self.reduce(torch.cat([norms, losses.detach()]).cpu())  # over ranks
+        norms, seen = averaged[:k], averaged[k:]
+        if self.initial is None:
+            self.initial = seen.clone()
+        # L_k(0): the first non-zero loss each task produced.
+        self.initial = torch.where(self.initial > 0, self.initial, seen)
         grad_norms = self.w * norms  # G_k = ||grad_W w_k L_k||
-        ratio = losses.detach() / self.initial.clamp_min(1e-12)  # L~_k
+        ratio = seen / self.initial.clamp_min(1e-12)  # L~_k
         inverse_rate = ratio / ratio.mean().clamp_min(1e-12)  # r_k
         target = (grad_norms.mean() * inverse_rate**self.alpha).detach()
         gradnorm_loss = (grad_norms - target).abs().sum()
         self.optimizer.zero_grad()
         (self.w.grad,) = torch.autograd.grad(gradnorm_loss, [self.w])
-        total = (self.w.detach() * losses).sum()
+        total = (self.w.detach().to(losses.device) * losses).sum()
         if extra is not None:
             total = total + extra
         torch.autograd.backward(total)
@@ -204,6 +220,8 @@ class GradNorm(LossWeighting):
 
 class PCGrad(LossWeighting):
     """Projects each task gradient off the gradients it conflicts with, in a random task order."""
+
+    manual_gradients = True
 
     def __init__(self, base: Sequence[float], params: Sequence[nn.Parameter], seed: int) -> None:
         super().__init__(base)
@@ -227,9 +245,14 @@ class PCGrad(LossWeighting):
         return projected.sum(dim=0)
 
     def backward(self, losses: Tensor, extra: Tensor | None = None) -> Tensor:
-        weighted = self.base * losses
-        grads = torch.stack([_flat_grads(weighted[k], self.params) for k in range(len(losses))])
-        merged = self.project(grads)
+        weighted = self.base.to(losses.device) * losses
+        rows = [_flat_grads(weighted[k], self.params) for k in range(len(losses))]
+        if extra is not None:
+            rows.append(_flat_grads(extra, self.params))
+        grads = self.reduce(torch.stack(rows))  # (T [+ 1], P), averaged over ranks
+        merged = self.project(grads[: len(losses)])
+        if extra is not None:
+            merged = merged + grads[len(losses)]
         offset = 0
         for p in self.params:
             n = p.numel()
@@ -238,7 +261,6 @@ class PCGrad(LossWeighting):
             offset += n
         total = weighted.sum()
         if extra is not None:
-            torch.autograd.backward(extra)
             total = total + extra
         return total.detach()
 

@@ -8,8 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.contracts.feature_spec import CategoricalFeature, FeatureSpec, NumericFeature
-from service.contracts.fitting import fit_spec
+from service.contracts.feature_spec import (
+    CategoricalFeature,
+    FeatureSpec,
+    NumericFeature,
+    NumericStats,
+)
+from service.contracts.fitting import SpecFitter, fit_spec
 from service.contracts.transform import FeatureTransform
 
 
@@ -141,3 +146,76 @@ def test_fitted_spec_survives_a_yaml_round_trip(tmp_path: Path) -> None:
     )
     fitted.dump(tmp_path / "spec.yaml")
     assert FeatureSpec.load(tmp_path / "spec.yaml") == fitted
+
+
+def _stream_spec() -> FeatureSpec:
+    return FeatureSpec.model_validate(
+        {
+            "name": "s",
+            "features": [
+                {"name": "a", "side": "user", "kind": "numeric", "clip": "auto", "log1p": True},
+                {"name": "b", "side": "item", "kind": "numeric", "clip": "auto"},
+                {"name": "c", "side": "item", "kind": "numeric", "clip": [0, 5]},
+                {"name": "item", "side": "item", "kind": "categorical"},
+                {
+                    "name": "h",
+                    "side": "user",
+                    "kind": "sequence",
+                    "item_feature": "item",
+                    "max_length": 4,
+                },
+            ],
+        }
+    )
+
+
+def _stats(spec: FeatureSpec, name: str) -> NumericStats:
+    feature = spec.feature(name)
+    assert isinstance(feature, NumericFeature)
+    assert feature.stats is not None
+    return feature.stats
+
+
+def test_fitting_in_batches_across_shards_equals_fitting_in_one_pass() -> None:
+    rng = np.random.default_rng(5)
+    n = 20_000
+    columns = {
+        "a": rng.lognormal(0.0, 2.0, n),
+        "b": rng.standard_normal(n) * 100 + 1e4,
+        "c": rng.exponential(3.0, n),
+        "item": rng.integers(0, 80, n),
+        "h": np.array([list(rng.integers(0, 90, 3)) for _ in range(n)] + [None], dtype=object)[:n],
+    }
+    spec = _stream_spec()
+    whole = fit_spec(spec, columns)
+    shards = [SpecFitter(spec, max_rows=n) for _ in range(3)]
+    for index, start in enumerate(range(0, n, 1500)):  # uneven batches, round-robin shards
+        shards[index % 3].update({k: v[start : start + 1500] for k, v in columns.items()})
+    shards[0].merge(shards[1])
+    shards[0].merge(shards[2])
+    streamed = shards[0].result()
+    assert streamed.model_dump()["features"][3] == whole.model_dump()["features"][3]  # vocabulary
+    for name in ("a", "b", "c"):
+        one, many = _stats(whole, name), _stats(streamed, name)
+        assert (many.clip_lo, many.clip_hi) == (one.clip_lo, one.clip_hi)  # exact order stats
+        assert many.mean == pytest.approx(one.mean, rel=1e-12)
+        assert many.std == pytest.approx(one.std, rel=1e-12)
+    lo, hi = np.quantile(columns["b"], [0.001, 0.999])
+    assert (_stats(streamed, "b").clip_lo, _stats(streamed, "b").clip_hi) == (lo, hi)
+
+
+def test_fitter_sized_for_fewer_rows_than_it_sees_refuses_clearly() -> None:
+    fitter = SpecFitter(_stream_spec(), max_rows=10)
+    rng = np.random.default_rng(0)
+    n = 20_000
+    fitter.update(
+        {
+            "a": rng.random(n),
+            "b": rng.random(n),
+            "c": rng.random(n),
+            "item": np.zeros(n),
+            "h": np.array([[1]] * n),
+        }
+    )
+    with pytest.raises(ValueError, match="upper bound on the rows"):
+        fitter.result()

@@ -7,6 +7,7 @@ from tests.training.models.small import TASKS, arch, random_batch, small_layout
 from training.models import MultiTaskRanker
 from training.train.arrays import TrainArrays
 from training.train.config import TrainConfig
+from training.train.feed import means_of, target_sums
 from training.train.trainer import Trainer, build_weighting, init_output_biases, seed_everything
 from training.train.weighting import GradNorm, PCGrad, UncertaintyWeighting
 
@@ -99,7 +100,7 @@ def test_build_weighting_picks_the_configured_method_and_rejects_unknown_tasks()
 def test_heads_start_at_the_base_rate_of_their_sample_space():
     model = MultiTaskRanker(small_layout(), TASKS, arch("mmoe"))
     data = toy_data(500, seed=4)
-    init_output_biases(model, data)
+    init_output_biases(model, means_of(*target_sums(TASKS, data.labels)))
     params = dict(model.named_parameters())
     bias = [params[f"heads.{k}.out.bias"].item() for k in range(3)]
     click, convert, watch = data.labels[:, 0], data.labels[:, 1], data.labels[:, 2]
