@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -22,18 +23,30 @@ Column = Sequence[Any] | npt.NDArray[Any]
 
 @dataclass(frozen=True)
 class Ids:
-    """A column's categorical values as canonical strings."""
+    """A column's categorical values as canonical ids: integers kept as numbers, others as strings."""
 
-    source: npt.NDArray[Any]  # the column as a 1-D array, for error messages
-    strings: npt.NDArray[Any]  # canonical id of each valid entry (str array or object array of str)
+    source: Column  # the column as given, for error messages
     rows: npt.NDArray[np.intp]  # row of each valid entry
     missing: npt.NDArray[np.bool_]  # (n,) None, pandas NA, NaN
     invalid: npt.NDArray[np.bool_]  # (n,) bool, inf or non-integral float, any other type
+    # Canonical id of each valid entry: ``integers`` (int64/uint64) when every valid entry is an
+    # integer (hashed and looked up without building strings), else ``text`` (str or object array).
+    text: npt.NDArray[Any] | None = None
+    integers: npt.NDArray[np.integer] | None = None
+
+    @cached_property
+    def strings(self) -> npt.NDArray[Any]:
+        """Canonical id strings of the valid entries (integers in decimal)."""
+        if self.text is not None:
+            return self.text
+        if self.integers is None:
+            return np.array([], dtype=np.str_)
+        return self.integers.astype(np.str_)
 
 
 @dataclass(frozen=True)
 class Numbers:
-    source: npt.NDArray[Any]
+    source: Column  # the column as given, for error messages
     values: npt.NDArray[np.float64]  # (n,) NaN where not a finite number
     missing: npt.NDArray[np.bool_]  # None, pandas NA
     invalid: npt.NDArray[np.bool_]  # wrong type (str, bool, list, ...)
@@ -42,7 +55,7 @@ class Numbers:
 
 @dataclass(frozen=True)
 class Sequences:
-    source: npt.NDArray[Any]
+    source: Column  # the column as given, for error messages
     lengths: npt.NDArray[np.intp]  # (n,) 0 for missing or invalid rows
     elements: Ids  # over the concatenated elements, row after row
     missing: npt.NDArray[np.bool_]
@@ -91,17 +104,43 @@ def _by_kind(array: npt.NDArray[Any]) -> dict[str, npt.NDArray[np.bool_]]:
 def _float_ids(
     x: npt.NDArray[np.float64],
 ) -> tuple[
-    npt.NDArray[np.str_], npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]
+    npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]
 ]:
-    """Integral floats as int strings; NaN = missing; Inf, 3.5, huge = invalid."""
+    """Integral floats as ints; NaN = missing; Inf, 3.5, huge = invalid."""
     nan = np.isnan(x)
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(x) & (np.abs(x) < 2.0**63) & (x == np.floor(x))
-    return x[ok].astype(np.int64).astype(np.str_), ok, nan, ~ok & ~nan
+    return x[ok].astype(np.int64), ok, nan, ~ok & ~nan
+
+
+def _python_ints(array: npt.NDArray[Any]) -> npt.NDArray[np.int64] | None:
+    """An object array of Python ints as int64; None when one lies outside int64."""
+    try:
+        return array.astype(np.int64)
+    except OverflowError:
+        return None
+
+
+_NUMBER_TYPES = frozenset({int, float})
+_INT_TYPE = frozenset({int})
+_LIST_TYPE = frozenset({list})
+
+
+def _plain_list(column: Column, types: frozenset[type]) -> bool:
+    """``column`` is a list whose elements are all of ``types`` (exact types: a bool is no int)."""
+    return type(column) is list and set(map(type, column)) <= types
 
 
 def ids_of(column: Column) -> Ids:
-    """Canonical id strings: str as is, ints in decimal, integral floats as ints."""
+    """Canonical ids: str as is, ints in decimal, integral floats as ints."""
+    if _plain_list(column, _INT_TYPE) and column:  # a JSON list of integer ids: the common case
+        try:
+            ints = np.array(column, dtype=np.int64)
+        except OverflowError:  # beyond int64: the general path keeps them as decimal strings
+            pass
+        else:
+            none = np.zeros(ints.shape[0], dtype=np.bool_)
+            return Ids(column, np.arange(ints.shape[0]), none, none, integers=ints)
     array = _as_array(column)
     if array.ndim != 1:
         raise ValueError(f"a categorical column must be 1-D, got shape {array.shape}")
@@ -110,41 +149,83 @@ def ids_of(column: Column) -> Ids:
     everything = np.arange(n)
     kind = array.dtype.kind
     if kind in "iu":
-        return Ids(array, array.astype(np.str_), everything, none, none)
+        return Ids(array, everything, none, none, integers=array)
     if kind in "US":
         strings = np.strings.decode(array, "utf-8") if kind == "S" else array
-        return Ids(array, strings.astype(np.str_), everything, none, none)
+        return Ids(array, everything, none, none, text=strings.astype(np.str_))
     if kind == "f":
-        strings, ok, missing, invalid = _float_ids(array.astype(np.float64))
-        return Ids(array, strings, everything[ok], missing, invalid)
+        ints, ok, missing, invalid = _float_ids(array.astype(np.float64))
+        return Ids(array, everything[ok], missing, invalid, integers=ints)
     if kind != "O":
-        return Ids(array, np.array([], dtype=np.str_), everything[:0], none, ~none)
+        return Ids(array, everything[:0], none, ~none, text=np.array([], dtype=np.str_))
     masks = _by_kind(array)
     if masks.keys() == {"str"}:
-        return Ids(array, array, everything, none, none)
-    parts, rows = [np.array([], dtype=np.str_)], [everything[:0]]
+        return Ids(array, everything, none, none, text=array)
     missing, invalid = masks.get("missing", none).copy(), none.copy()
+    for k in ("bool", "list", "other"):
+        invalid |= masks.get(k, none)
+    int_rows = everything[masks["int"]] if "int" in masks else everything[:0]
+    python_ints = _python_ints(array[int_rows]) if "int" in masks else None
+    if "str" not in masks and (python_ints is not None or "int" not in masks):
+        return _integer_ids(array, masks, python_ints, int_rows, missing, invalid)
+    parts, rows = [np.array([], dtype=np.str_)], [everything[:0]]
     if "str" in masks:
         parts.append(array[masks["str"]])  # object array of str: kept as Python strings
         rows.append(everything[masks["str"]])
     if "int" in masks:
-        parts.append(array[masks["int"]].astype(np.str_))
-        rows.append(everything[masks["int"]])
+        parts.append(array[int_rows].astype(np.str_))
+        rows.append(int_rows)
     if "float" in masks:
-        strings, ok, nan, bad = _float_ids(array[masks["float"]].astype(np.float64))
-        float_rows = everything[masks["float"]]
-        parts.append(strings)
-        rows.append(float_rows[ok])
-        missing[float_rows[nan]] = True
-        invalid[float_rows[bad]] = True
-    for k in ("bool", "list", "other"):
-        invalid |= masks.get(k, none)
-    order = np.concatenate(rows)
-    return Ids(array, np.concatenate(parts), order, missing, invalid)
+        floats, float_rows = _floats_of(array, masks, missing, invalid)
+        parts.append(floats.astype(np.str_))
+        rows.append(float_rows)
+    return Ids(array, np.concatenate(rows), missing, invalid, text=np.concatenate(parts))
+
+
+def _floats_of(
+    array: npt.NDArray[Any],
+    masks: dict[str, npt.NDArray[np.bool_]],
+    missing: npt.NDArray[np.bool_],
+    invalid: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+    """The integral floats of an object column as ints and their rows; marks NaN and bad floats."""
+    float_rows = np.flatnonzero(masks["float"])
+    ints, ok, nan, bad = _float_ids(array[float_rows].astype(np.float64))
+    missing[float_rows[nan]] = True
+    invalid[float_rows[bad]] = True
+    return ints, float_rows[ok]
+
+
+def _integer_ids(
+    array: npt.NDArray[Any],
+    masks: dict[str, npt.NDArray[np.bool_]],
+    ints: npt.NDArray[np.int64] | None,
+    int_rows: npt.NDArray[np.intp],
+    missing: npt.NDArray[np.bool_],
+    invalid: npt.NDArray[np.bool_],
+) -> Ids:
+    """Ids of an object column without strings: Python ints and integral floats as int64."""
+    parts = [np.array([], dtype=np.int64) if ints is None else ints]
+    rows = [int_rows]
+    if "float" in masks:
+        floats, float_rows = _floats_of(array, masks, missing, invalid)
+        parts.append(floats)
+        rows.append(float_rows)
+    if len(parts) == 1:
+        return Ids(array, rows[0], missing, invalid, integers=parts[0])
+    return Ids(array, np.concatenate(rows), missing, invalid, integers=np.concatenate(parts))
 
 
 def numbers_of(column: Column) -> Numbers:
     """Floats of a numeric column; ints and floats only (a numeric string is a wrong type)."""
+    if _plain_list(column, _NUMBER_TYPES):  # a JSON list of numbers: the common case
+        try:
+            values = np.array(column, dtype=np.float64)
+        except OverflowError:  # a Python int beyond float range: the general path marks it
+            pass
+        else:
+            none = np.zeros(values.shape[0], dtype=np.bool_)
+            return Numbers(column, values, none, none, ~np.isfinite(values))
     array = _as_array(column)
     if array.ndim != 1:
         raise ValueError(f"a numeric column must be 1-D, got shape {array.shape}")
@@ -173,6 +254,13 @@ def numbers_of(column: Column) -> Numbers:
 
 def sequences_of(column: Column) -> Sequences:
     """Lists of ids per row (list, tuple or numpy array; a 2-D array = one row per line)."""
+    if _plain_list(column, _LIST_TYPE):  # JSON lists of ids: the common case
+        n = len(column)
+        none = np.zeros(n, dtype=np.bool_)
+        lengths = np.fromiter(map(len, column), dtype=np.intp, count=n)
+        return Sequences(
+            column, lengths, ids_of(list(itertools.chain.from_iterable(column))), none, none
+        )
     array = _as_array(column)
     n = array.shape[0]
     none = np.zeros(n, dtype=np.bool_)

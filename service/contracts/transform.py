@@ -42,7 +42,7 @@ from service.contracts.feature_spec import (
     SequenceFeature,
     Side,
 )
-from service.contracts.hashing import stable_hash
+from service.contracts.hashing import stable_hash, stable_hash_integers
 
 logger = logging.getLogger(__name__)
 
@@ -72,21 +72,28 @@ class FeatureValueError(ValueError):
 
 
 class _Encoder:
-    """Canonical id strings -> indices in [0, cardinality) for one categorical feature."""
+    """Canonical ids -> indices in [0, cardinality) for one categorical feature."""
 
     def __init__(self, feature: CategoricalFeature) -> None:
-        self.buckets = feature.buckets if feature.encoding == "hash" else None
+        buckets = feature.buckets if feature.encoding == "hash" else None
+        self.buckets = None if buckets is None else np.uint64(buckets)
         self.index = {value: i + 1 for i, value in enumerate(feature.vocabulary or [])}
 
-    def encode(self, strings: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-        """``strings``: a numpy str array or an object array of ``str``."""
-        n = strings.shape[0]
+    def encode(self, ids: Ids) -> npt.NDArray[np.int64]:
+        """Integer ids hash from their digits (no strings built); other ids from their UTF-8."""
         if self.buckets is not None:
-            hashes = stable_hash(strings.astype(np.str_, copy=False))
-            return (hashes % np.uint64(self.buckets)).astype(np.int64) + 1
+            if ids.integers is not None:
+                hashes = stable_hash_integers(ids.integers)
+            else:
+                hashes = stable_hash(ids.strings.astype(np.str_, copy=False))
+            hashes %= self.buckets
+            codes = hashes.astype(np.int64)
+            codes += 1
+            return codes
         # dict lookups driven by map(): C-level iteration, no Python bytecode per row
-        found = map(self.index.get, strings.tolist(), itertools.repeat(0))
-        return np.fromiter(found, dtype=np.int64, count=n)
+        keys = map(str, ids.integers.tolist()) if ids.integers is not None else ids.strings.tolist()
+        found = map(self.index.get, keys, itertools.repeat(0))
+        return np.fromiter(found, dtype=np.int64, count=ids.rows.shape[0])
 
 
 class _NumericPipeline:
@@ -216,7 +223,7 @@ class FeatureTransform:
         ids = ids_of(column)
         self._check_missing(feature.required, ids.missing, field)
         self._check_ids(ids, field, row_of=None)
-        out[ids.rows] = self._encoders[feature.name].encode(ids.strings)
+        out[ids.rows] = self._encoders[feature.name].encode(ids)
         return out
 
     def _check_ids(self, ids: Ids, field: str, row_of: npt.NDArray[np.intp] | None) -> None:
@@ -275,7 +282,7 @@ class FeatureTransform:
             self._check_ids(seqs.elements, f"{field}[{int(position[k])}]", row_of=rows)
         codes = np.zeros(rows.shape[0], dtype=np.int64)
         encoder = self._encoders[feature.item_feature]
-        codes[seqs.elements.rows] = encoder.encode(seqs.elements.strings)
+        codes[seqs.elements.rows] = encoder.encode(seqs.elements)
         dropped = np.repeat(np.maximum(seqs.lengths - length, 0), seqs.lengths)  # keep the tail
         keep = position >= dropped
         out[rows[keep], (position - dropped)[keep]] = codes[keep]

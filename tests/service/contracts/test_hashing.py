@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from service.contracts.hashing import stable_hash
+from service.contracts.hashing import stable_hash, stable_hash_integers
 
 
 def fnv1a_64(text: str) -> int:
@@ -71,3 +71,19 @@ def test_rejects_non_string_ids() -> None:
         stable_hash(np.array([1, 2]))
     with pytest.raises(TypeError, match="int"):
         stable_hash([1, "a"])  # type: ignore[list-item]
+
+
+def test_integer_hash_equals_the_hash_of_the_decimal_string() -> None:
+    rng = np.random.default_rng(0)
+    edges = [0, -1, 1, 9, 10, -10, 99, 100, 10**18, -(10**18), 2**63 - 1, -(2**63)]
+    signed = np.concatenate(
+        [np.array(edges), rng.integers(-(2**63), 2**63 - 1, 5000), rng.integers(-999, 999, 500)]
+    )
+    assert stable_hash_integers(signed).tolist() == stable_hash(signed.astype(str)).tolist()
+    unsigned = np.array([0, 7, 10**19 - 1, 10**19, 2**63, 2**64 - 1], dtype=np.uint64)
+    assert stable_hash_integers(unsigned).tolist() == [fnv1a_64(str(int(v))) for v in unsigned]
+    grid = np.array([[1, 22], [333, -4]])
+    assert stable_hash_integers(grid).tolist() == stable_hash(grid.astype(str)).tolist()
+    assert stable_hash_integers(np.array([], dtype=np.int64)).shape == (0,)
+    with pytest.raises(TypeError, match="integer array"):
+        stable_hash_integers(np.array([1.0]))

@@ -152,6 +152,31 @@ def test_ints_strings_and_integral_floats_are_the_same_id(strict: bool, column: 
     assert arrays["item_cat"].tolist() == [[3, expected_hash]] * 3
 
 
+@pytest.mark.parametrize("strict", MODES)
+def test_integer_ids_encode_exactly_as_their_decimal_strings(strict: bool) -> None:
+    """Integer ids take a faster path (hashed from their digits); the indices must not move."""
+    rng = np.random.default_rng(1)
+    ints = [*rng.integers(-(10**12), 10**12, 300).tolist(), 0, 42, -1, 2**63 - 1, -(2**63), 2**64]
+    texts = [str(v) for v in ints]
+    as_strings = item_arrays(strict, item_id=texts, item_hash=texts)["item_cat"].tolist()
+    variants: dict[str, list[Any] | np.ndarray] = {
+        "python ints": ints,  # 2**64 is beyond int64: it keeps the decimal string path
+        "int64 array": np.array(ints[:-1]),
+        "integral floats": [float(v) for v in ints[:-3]],  # floats of the extremes are not exact
+        "ints and null": [*ints, None],
+    }
+    for name, column in variants.items():
+        arrays = item_arrays(strict, item_id=column, item_hash=column)["item_cat"].tolist()
+        given = min(len(column), len(ints))
+        assert arrays[:given] == as_strings[:given], name
+        assert arrays[given:] == [[0, 0]] * (len(column) - given), name
+    mixed = [ints[0], texts[1], float(ints[2]), None]
+    expected = [*as_strings[:3], [0, 0]]
+    assert item_arrays(strict, item_id=mixed, item_hash=mixed)["item_cat"].tolist() == expected
+    history = user_arrays(strict, history=[ints[:2], [42], texts[:2]])["user_seq"][:, 0, :2]
+    assert history[0].tolist() == history[2].tolist()
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_nan_and_inf_numbers_are_rejected_when_strict(value: float) -> None:
     with pytest.raises(FeatureValueError, match="not a finite number") as error:
