@@ -6,8 +6,10 @@ Measures, on the model's warm-up example repeated to ``--candidates`` candidates
 
 * ``fastapi_default``: what a ``body: RankRequest`` parameter costs, ``json.loads`` then
   ``RankRequest.model_validate`` on the Python objects;
-* ``validate_json``: what /rank does, ``RankRequest.model_validate_json`` on the raw bytes plus the
-  limit checks (``service.json_body.parse_rank_request``);
+* ``validate_json``: the pydantic path, ``RankRequest.model_validate_json`` on the raw bytes plus the
+  limit checks (``service.json_body.validate_rank_request``);
+* ``fast_path``: what /rank does, orjson and column-wise checks (``service.rank_body``), falling back
+  to ``validate_json`` for any body it is not sure of (``service.json_body.parse_rank_request``);
 * ``fastapi_route`` / ``raw_route``: the same two ways inside a FastAPI route (``body: RankRequest``
   parameter vs reading ``await request.body()``), called in-process through httpx's ASGI transport,
   so FastAPI's own body handling is included;
@@ -32,9 +34,8 @@ import httpx
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from service.json_body import BodyLimits, parse_rank_request
+from service.json_body import BodyLimits, parse_rank_request, validate_rank_request
 from service.model_store import ModelStore
-from service.routers.rank import to_rank_input
 from service.schemas import RankRequest
 from service.scoring.ranker import Ranker
 from service.scoring.registry import ModelRegistry
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     body = request_body(store, args.model, loaded.version, args.candidates)
     limits = BodyLimits(max_body_bytes=64 << 20, max_candidates=100_000, max_sequence_length=10_000)
     ranker = Ranker(registry)
-    rank_input = to_rank_input(parse_rank_request(body, limits))
+    rank_input = parse_rank_request(body, limits).input
     loop = asyncio.new_event_loop()
 
     default_app, raw_app = route_apps(limits)
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "fastapi_default": median_ms(
             lambda: RankRequest.model_validate(json.loads(body)), args.repeat
         ),
-        "validate_json": median_ms(lambda: parse_rank_request(body, limits), args.repeat),
+        "validate_json": median_ms(lambda: validate_rank_request(body, limits), args.repeat),
+        "fast_path": median_ms(lambda: parse_rank_request(body, limits), args.repeat),
         "fastapi_route": route_ms(default_app, body, args.repeat, loop),
         "raw_route": route_ms(raw_app, body, args.repeat, loop),
         "score": median_ms(lambda: loop.run_until_complete(ranker.rank(rank_input)), args.repeat),
@@ -130,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>16}: {ms:8.2f} ms (median of {args.repeat})")
     print(f"fastapi_default / score = {results['fastapi_default'] / results['score']:.2f}")
     print(f"  validate_json / score = {results['validate_json'] / results['score']:.2f}")
+    print(f"      fast_path / score = {results['fast_path'] / results['score']:.2f}")
     print(f"  fastapi_route / score = {results['fastapi_route'] / results['score']:.2f}")
     print(f"      raw_route / score = {results['raw_route'] / results['score']:.2f}")
     print(
         f"fastapi_default / validate_json = {results['fastapi_default'] / results['validate_json']:.2f}"
     )
+    print(f"validate_json / fast_path = {results['validate_json'] / results['fast_path']:.2f}")
     return 0
 
 

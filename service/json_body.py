@@ -23,6 +23,7 @@ from service.errors import (
     UnsupportedMediaType,
     from_validation_errors,
 )
+from service.rank_body import ParsedRank, from_request, parse_fast
 from service.schemas import ColumnarCandidates, RankRequest
 
 
@@ -64,8 +65,20 @@ async def read_json_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_rank_request(body: bytes, limits: BodyLimits) -> RankRequest:
-    """Validate ``body`` into a :class:`RankRequest`; raise a ``RankError`` naming the bad field."""
+def parse_rank_request(body: bytes, limits: BodyLimits) -> ParsedRank:
+    """Validate ``body`` into the engine's input; raise a ``RankError`` naming the bad field.
+
+    The fast path (``service.rank_body``) accepts most bodies; whatever it declines is validated
+    into a :class:`RankRequest` here, which gives every error answer.
+    """
+    fast = parse_fast(body, limits)
+    if fast is not None:
+        return fast
+    return from_request(validate_rank_request(body, limits))
+
+
+def validate_rank_request(body: bytes, limits: BodyLimits) -> RankRequest:
+    """The pydantic path: ``body`` as a :class:`RankRequest`, or a ``RankError`` naming the field."""
     try:
         request = RankRequest.model_validate_json(body)
     except ValidationError as exc:
