@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+from itertools import repeat
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from service.contracts.fusion import FusionSpec
 from service.dependencies import MetricsDep, RankerDep, StateDep, rank_slot
 from service.errors import RankError
 from service.json_body import parse_rank_request, read_json_body
-from service.schemas import EXAMPLE_COLUMNS, EXAMPLE_ROWS, RankRequest, RankResponse
-from service.scoring.ranker import RankInput, RankOutput
+from service.rank_body import ParsedRank
+from service.schemas import EXAMPLE_COLUMNS, EXAMPLE_ROWS, RankResponse
+from service.scoring.ranker import RankOutput
 
 logger = logging.getLogger(__name__)
 
@@ -59,24 +63,10 @@ async def rank(
 ) -> Response:
     body = await read_json_body(request, state.limits.max_body_bytes)
     parsed = parse_rank_request(body, state.limits)
-    output = await ranker.rank(to_rank_input(parsed))
+    output = await ranker.rank(parsed.input)
     _require_finite(output)
     metrics.record_rank(output)
-    return Response(orjson.dumps(response_body(parsed, output)), media_type="application/json")
-
-
-def to_rank_input(request: RankRequest) -> RankInput:
-    return RankInput(
-        user_id=request.user.id,
-        user_features=dict(request.user.features),
-        context=dict(request.context),
-        candidate_ids=request.candidate_ids(),
-        candidate_features=request.candidate_columns(),
-        fusion=request.fusion,
-        fusion_preset=request.fusion_preset,
-        top_k=request.top_k,
-        candidates_columnar=not isinstance(request.candidates, list),
-    )
+    return Response(encode_response(parsed, output), media_type="application/json")
 
 
 def _require_finite(output: RankOutput) -> None:
@@ -90,24 +80,77 @@ def _require_finite(output: RankOutput) -> None:
         )
 
 
-def response_body(request: RankRequest, output: RankOutput) -> dict[str, Any]:
-    """The JSON of a :class:`RankResponse`, built directly (validating 1,000 items would cost ms)."""
-    body: dict[str, Any] = {
-        "request_id": request.request_id,
+def encode_response(parsed: ParsedRank, output: RankOutput) -> bytes:
+    """The JSON of a :class:`RankResponse`, written from the score arrays.
+
+    Validating or even building 1,000 item objects would cost milliseconds, so each item is
+    assembled from byte tokens: every number column is written by one ``orjson.dumps`` and split
+    at its commas, then the tokens are interleaved with the fixed parts of an item.
+    """
+    head: dict[str, Any] = {
+        "request_id": parsed.request_id,
         "model": {"name": output.model, "version": output.version},
-        "fusion": {"name": output.fusion_name, "spec": output.fusion.model_dump(mode="json")},
-        "items": [
-            {"id": i.id, "rank": i.rank, "score": i.score, "objectives": i.objectives}
-            for i in output.items
-        ],
+        "fusion": {"name": output.fusion_name, "spec": _fusion_json(output.fusion)},
     }
-    if request.explain:
+    parts = [orjson.dumps(head)[:-1], b',"items":', _items_json(output)]
+    if parsed.explain:
         fetch = output.feature_fetch
-        body["explain"] = {
+        explain = {
             "timings": output.timings,
             "feature_fetch": None
             if fetch is None
             else {"status": fetch.status, "hits": fetch.hits, "misses": fetch.misses},
             "user_cache": output.user_cache,
         }
-    return body
+        parts += [b',"explain":', orjson.dumps(explain)]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+_FUSION_JSON: dict[int, tuple[FusionSpec, orjson.Fragment]] = {}
+
+
+def _fusion_json(spec: FusionSpec) -> orjson.Fragment:
+    """A fusion spec's JSON, written once per spec object (a model's presets are reused)."""
+    cached = _FUSION_JSON.get(id(spec))
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    if len(_FUSION_JSON) >= 64:  # request overrides are new objects each time: stay small
+        _FUSION_JSON.clear()
+    written = orjson.Fragment(orjson.dumps(spec.model_dump(mode="json")))
+    _FUSION_JSON[id(spec)] = (spec, written)
+    return written
+
+
+def _tokens(values: npt.NDArray[Any]) -> list[bytes]:
+    """JSON numbers, one per value (a number never contains a comma)."""
+    return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+
+
+def _id_tokens(ids: list[str]) -> list[bytes]:
+    """Each id as a JSON string. One ``dumps`` for all when no id needs an escape (then
+    ``","`` only ever separates two ids), else one per id."""
+    written = orjson.dumps(ids)
+    if b"\\" in written:
+        return list(map(orjson.dumps, ids))
+    return [b'"' + token + b'"' for token in written[2:-2].split(b'","')]
+
+
+def _items_json(output: RankOutput) -> bytes:
+    order = output.order
+    if order.shape[0] == 0:
+        return b"[]"
+    names = list(output.objective_scores)
+    fixed = [b'{"id":', b',"rank":', b',"score":']
+    fixed += [
+        (b',"objectives":{' if k == 0 else b",") + orjson.dumps(n) + b":"
+        for k, n in enumerate(names)
+    ]
+    columns: list[list[bytes]] = [
+        _id_tokens(list(map(output.candidate_ids.__getitem__, order.tolist()))),
+        _tokens(np.arange(1, order.shape[0] + 1)),
+        _tokens(output.fused_scores[order]),
+        *(_tokens(output.objective_scores[name][order]) for name in names),
+    ]
+    interleaved = [x for pair in zip(map(repeat, fixed), columns, strict=True) for x in pair]
+    return b"[" + b",".join(map(b"".join, zip(*interleaved, repeat(b"}}")))) + b"]"

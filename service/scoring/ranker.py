@@ -15,7 +15,7 @@ import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Literal
 
 import numpy as np
@@ -57,7 +57,8 @@ class RankOutput:
     version: str
     fusion_name: str
     fusion: FusionSpec
-    items: list[RankedItem]  # fused score desc, ties by input order
+    candidate_ids: list[str]  # as requested
+    order: npt.NDArray[np.intp]  # the returned candidates: fused score desc, ties by input order
     timings: dict[
         str, float
     ]  # seconds: feature_fetch, transform, user_graph, candidate_graph, fusion
@@ -65,6 +66,26 @@ class RankOutput:
     user_cache: CacheResult  # "disabled" when no cache (or no user id)
     objective_scores: dict[str, npt.NDArray[np.float64]]  # every candidate, for histograms
     fused_scores: npt.NDArray[np.float64]
+
+    @cached_property
+    def items(self) -> list[RankedItem]:
+        """The returned candidates as objects (the HTTP layer encodes the arrays directly)."""
+        order = self.order
+        names = list(self.objective_scores)
+        columns = [self.objective_scores[name][order].tolist() for name in names]
+        ids = self.candidate_ids
+        return [
+            RankedItem(ids[i], rank, score, dict(zip(names, values, strict=True)))
+            for rank, (i, score, values) in enumerate(
+                zip(
+                    order.tolist(),
+                    self.fused_scores[order].tolist(),
+                    zip(*columns, strict=True),
+                    strict=True,
+                ),
+                start=1,
+            )
+        ]
 
 
 @dataclass(frozen=True)
@@ -174,7 +195,10 @@ class Ranker:
 
         start = time.perf_counter()
         key = self._cache_key(model, request)
-        fetch, lookup = await asyncio.gather(self._fetch(request), self._lookup(key))
+        if self.feature_store is None and key is None:  # nothing to wait for: no tasks to start
+            fetch, lookup = None, None
+        else:
+            fetch, lookup = await asyncio.gather(self._fetch(request), self._lookup(key))
         fetch_seconds = time.perf_counter() - start
         cached = self._usable(model, lookup)
 
@@ -189,7 +213,8 @@ class Ranker:
             version=model.version,
             fusion_name=fusion_name,
             fusion=spec,
-            items=self._items(request, scored),
+            candidate_ids=request.candidate_ids,
+            order=scored.order,
             timings={"feature_fetch": fetch_seconds, **scored.timings},
             feature_fetch=fetch,
             user_cache=_cache_result(lookup, cached),
@@ -224,22 +249,3 @@ class Ranker:
             )
             return None
         return lookup.value.reshape(1, -1).astype(np.float32, copy=False)
-
-    @staticmethod
-    def _items(request: RankInput, scored: _Scored) -> list[RankedItem]:
-        order = scored.order
-        names = list(scored.objectives)
-        columns = [scored.objectives[name][order].tolist() for name in names]
-        ids = request.candidate_ids
-        return [
-            RankedItem(ids[i], rank, score, dict(zip(names, values, strict=True)))
-            for rank, (i, score, values) in enumerate(
-                zip(
-                    order.tolist(),
-                    scored.fused[order].tolist(),
-                    zip(*columns, strict=True),
-                    strict=True,
-                ),
-                start=1,
-            )
-        ]

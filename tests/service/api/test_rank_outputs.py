@@ -1,0 +1,117 @@
+"""/rank's scores are the model's: pinned to onnxruntime run directly, whichever parse path ran.
+
+The request path is tuned for speed (orjson fast path, response written from the score arrays);
+these tests hold its output to what the model computes on the shared transform's arrays, within
+1e-6, and to the pydantic path's answer byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+import pytest
+
+from service.contracts.fusion import FUSION_FILE, FusionConfig, derive_objectives, fuse
+from service.contracts.transform import FeatureTransform
+from service.json_body import BodyLimits, parse_rank_request, validate_rank_request
+from service.model_store import ModelStore
+from service.rank_body import from_request
+from service.routers.rank import encode_response
+from service.scoring.ranker import Ranker
+from service.scoring.registry import ModelRegistry
+from tests.fixtures.published_model import PublishedModel, raw_items, raw_user
+from tests.service.api.conftest import AppClient
+
+N = 40
+LIMITS = BodyLimits(max_body_bytes=1 << 20, max_candidates=100, max_sequence_length=100)
+
+
+def _body(columnar: bool) -> dict[str, Any]:
+    items = raw_items(N, seed=3)
+    ids = [f'item "{k}" é' for k in range(N)]  # ids that need escaping in JSON
+    candidates: Any = (
+        {"ids": ids, "features": items}
+        if columnar
+        else [{"id": i, "features": {n: v[k] for n, v in items.items()}} for k, i in enumerate(ids)]
+    )
+    return {
+        "request_id": "pin",
+        "user": {"id": "u3", "features": raw_user(3)},
+        "context": {"hour": "9"},
+        "candidates": candidates,
+        "explain": False,
+    }
+
+
+def _onnxruntime_scores(store_dir: Path, model: str, version: str) -> dict[str, np.ndarray]:
+    """Every objective per candidate, from the store's ONNX files run by onnxruntime directly."""
+    manifest = ModelStore(store_dir).read_manifest(model, version)
+    folder = store_dir / model / version
+    transform = FeatureTransform(manifest.feature_spec, strict=True)
+    body = _body(columnar=True)
+    user = transform.transform_columns(
+        {k: [v] for k, v in body["user"]["features"].items()}, 1, ["user"]
+    )
+    arrays = transform.transform_columns(body["candidates"]["features"], N, ["item"])
+    context = transform.transform_columns({"hour": ["9"]}, 1, ["context"])
+    arrays |= {k: np.repeat(v, N, axis=0) for k, v in context.items()}
+    user_session = ort.InferenceSession(str(folder / manifest.graphs.user.file))
+    candidates = ort.InferenceSession(str(folder / manifest.graphs.candidates.file))
+    rep = user_session.run(None, {t.name: user[t.name] for t in manifest.graphs.user.inputs})[0]
+    feed = {t.name: arrays[t.name] for t in manifest.graphs.candidates.inputs[1:]}
+    outputs = candidates.run(None, {"user_rep": rep, **feed})
+    tasks = {
+        t.id: outputs[manifest.graphs.candidates.output_names().index(t.output)].astype(np.float64)
+        for t in manifest.tasks
+    }
+    return derive_objectives(tasks, manifest.derived)
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["rows", "columns"])
+def test_scores_equal_onnxruntime_run_directly_within_1e6(
+    client: AppClient, published_store: PublishedModel, columnar: bool
+) -> None:
+    version = published_store.versions[0]
+    expected = _onnxruntime_scores(published_store.store_dir, published_store.model, version)
+    response = client.post("/rank", content=orjson.dumps(_body(columnar)))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["model"]["version"] == version
+    position = {f'item "{k}" é': k for k in range(N)}
+    for item in result["items"]:
+        for name, values in expected.items():
+            assert item["objectives"][name] == pytest.approx(values[position[item["id"]]], abs=1e-6)
+    folder = published_store.store_dir / published_store.model / version
+    presets = FusionConfig.load(folder / FUSION_FILE).presets
+    fused = fuse(presets[result["fusion"]["name"]], expected)
+    assert [item["score"] for item in result["items"]] == pytest.approx(
+        sorted(fused, reverse=True), abs=1e-6
+    )
+    assert [position[item["id"]] for item in result["items"]] == list(
+        np.lexsort((np.arange(N), -fused))
+    )
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["rows", "columns"])
+def test_fast_and_pydantic_paths_answer_byte_for_byte_alike(
+    published_store: PublishedModel, columnar: bool
+) -> None:
+    registry = ModelRegistry(ModelStore(published_store.store_dir), published_store.model)
+    registry.load()
+    ranker = Ranker(registry)
+    body = orjson.dumps({**_body(columnar), "top_k": 7})
+    fast = parse_rank_request(body, LIMITS)
+    slow = from_request(validate_rank_request(body, LIMITS))
+    assert fast == slow
+    answers = [encode_response(p, asyncio.run(ranker.rank(p.input))) for p in (fast, slow)]
+    assert answers[0] == answers[1]
+    output = asyncio.run(ranker.rank(fast.input))
+    items = orjson.loads(encode_response(fast, output))["items"]
+    assert items == [dataclasses.asdict(item) for item in output.items]
+    assert [item["rank"] for item in items] == list(range(1, 8))
