@@ -109,7 +109,7 @@ def preset_for_tasks(preset: str, task_ids: Sequence[str]) -> dict[str, Any]:
     """The preset's YAML without per-task keys naming tasks outside ``task_ids``."""
     data: dict[str, Any] = yaml.safe_load(preset_path(preset).read_text(encoding="utf-8")) or {}
     weighting = data.get("weighting", {})
-    for key in ("weights", "gamma"):
+    for key in ("weights", "gamma", "bounds"):
         if key in weighting:
             weighting[key] = {k: v for k, v in weighting[key].items() if k in task_ids}
     if "losses" in data:
@@ -182,7 +182,7 @@ def headline(tasks: Metrics) -> str:
     """``income auc 0.9077  rating mse 0.8512`` for a progress line."""
     parts = []
     for task_id, values in tasks.items():
-        key = "auc" if "auc" in values else "mse"
+        key = next((k for k in ("auc", "ndcg@10", "mse") if k in values), "mse")
         value = values.get(key)
         parts.append(f"{task_id} {key} " + ("n/a" if value is None else f"{value:.4f}"))
     return "  ".join(parts)
@@ -208,7 +208,7 @@ def run_all(plan: Plan, workdir: Path) -> list[RunResult]:
 
 
 def metric_of(task_type: str) -> str:
-    return "auc" if task_type == "binary" else "mse"
+    return {"binary": "auc", "rank": "ndcg@10"}.get(task_type, "mse")
 
 
 def values_of(results: Sequence[RunResult], arch: str, task_id: str, metric: str) -> list[float]:
@@ -233,7 +233,7 @@ def summarize(results: Sequence[RunResult], tasks: Sequence[TaskSpec]) -> dict[s
             if not values:
                 continue
             mean, std = spread(values)
-            best = max(values) if metric == "auc" else min(values)
+            best = min(values) if metric == "mse" else max(values)
             per_task[task.id] = {"metric": metric, "n": len(values), "mean": mean, "std": std,
                                  "best": best}  # fmt: skip
         seconds = [r.seconds for r in results if r.arch == arch]
@@ -293,7 +293,7 @@ def plot_metrics(results: Sequence[RunResult], tasks: Sequence[TaskSpec], path: 
             xs = k + jitter.uniform(-0.12, 0.12, len(values))
             ax.scatter(xs, values, s=12, alpha=0.7, color="tab:blue", zorder=3)
         ax.set_xticks(range(1, len(archs) + 1), archs, rotation=35, ha="right")
-        better = "higher" if metric == "auc" else "lower"
+        better = "lower" if metric == "mse" else "higher"
         ax.set_title(f"{task.id} ({metric.upper()}, {better} is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.published_model",
     "tests.fixtures.uvicorn_server",
     "tests.fixtures.trained_run",
+    "tests.fixtures.zoo",
 ]

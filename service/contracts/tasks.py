@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 TASK_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
-TaskType = Literal["binary", "regression"]
+# rank: a learning-to-rank score over the rows of one request (pairwise or listwise loss); served
+# as an unbounded score, meaningful only in comparison with the other candidates of the request.
+TaskType = Literal["binary", "regression", "rank"]
 TargetTransform = Literal["none", "log1p"]
 
 
@@ -45,7 +47,7 @@ class TaskSpec(BaseModel):
 
     @model_validator(mode="after")
     def _transform_only_for_regression(self) -> TaskSpec:
-        if self.type == "binary" and self.target_transform != "none":
+        if self.type != "regression" and self.target_transform != "none":
             raise ValueError(f"task {self.id!r}: target_transform applies to regression tasks only")
         return self
 

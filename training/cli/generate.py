@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="write impressions/ as Parquet parts of N rows (default: parts of 1M rows from 1M "
         "rows on, else one impressions.parquet)",
     )
+    sim.add_argument(
+        "--request-size",
+        type=int,
+        default=0,
+        help="impressions per request (adds request_id and ltr.yaml; default 0: independent rows)",
+    )
     sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sim.set_defaults(func=_simulator)
 
@@ -87,7 +93,10 @@ def _simulator(args: argparse.Namespace) -> int:
         users=args.users,
         items=args.items,
         task_correlation=args.task_correlation,
+        request_size=args.request_size,
     )
+    if config.request_size < 0:
+        return _fail(f"--request-size {config.request_size} must be 0 or more")
     if config.rows < 1 or config.n_users < 1 or config.n_items < 1:
         return _fail("--rows, --users and --items must be positive")
     if not 0.0 <= config.task_correlation <= 1.0:

@@ -16,7 +16,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "train", help="train a multi-task ranker from a preset on a data directory"
     )
     train.add_argument("--preset", default="default", help="preset name or YAML path (default)")
-    train.add_argument("--data", type=Path, required=True, help="data directory (dataset.yaml)")
+    train.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="data directory (dataset.yaml) or a view YAML in it",
+    )
     train.add_argument("--out", type=Path, required=True, help="run directory to write")
     train.add_argument("--epochs", type=int, help="override the preset's epochs")
     train.add_argument("--seed", type=int, help="override the seed")

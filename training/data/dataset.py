@@ -3,6 +3,13 @@
 ``load_dataset(dir)`` reads and checks everything a trainer needs: the feature spec, the tasks with
 their sample spaces (PLE paper), derived objectives (ESMM's ``ctcvr``), the optional ESMM pair and
 position feature, and the impressions as a pandas frame whose label columns are named by task id.
+``load_dataset`` also takes the path of another YAML file in the directory (a *view*: other tasks
+over the same files, e.g. the simulator's ``esm2.yaml``).
+
+Computed columns (``columns: {action: "max(cart, wish)"}``) and per-task sample weights
+(``sample_weights: {click: "1 + log1p(watch_time)"}``) are safe column expressions
+(``training.data.expressions``); weights land in the frame as ``__weight__<task>`` columns and the
+request id named by ``group`` as integer codes in ``__group__``, so every split keeps them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from service.contracts.feature_spec import FeatureSpec
 from service.contracts.tasks import DerivedObjective, TaskSpec, validate_task_set
+from training.data.computed import GROUP_COLUMN, computed_columns, weight_and_group_columns
+from training.data.expressions import Expression
 from training.data.loader import check_columns, check_labels, read_table
 
 logger = logging.getLogger(__name__)
@@ -45,6 +54,20 @@ class EsmmPair(BaseModel):
     cvr: str
 
 
+class Esm2Spec(BaseModel):
+    """ESM² (Wen et al., SIGIR 2020): impression -> click -> {direct action, other} -> purchase.
+
+    ``action`` (e.g. add-to-cart or wish-list) and ``cvr`` are binary tasks in the click's sample
+    space; both are trained through products with pCTR on every impression.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ctr: str
+    action: str
+    cvr: str
+
+
 class DatasetConfig(BaseModel):
     """The content of ``dataset.yaml``; file names are relative to the data directory."""
 
@@ -60,23 +83,66 @@ class DatasetConfig(BaseModel):
     esmm: EsmmPair | None = None
     position_feature: str | None = None
     data_card: str | None = "data_card.json"
+    # The column naming the request a row was shown in (learning-to-rank tasks, fusion search).
+    group: str | None = None
+    # Columns computed from others when the data set loads: name -> expression.
+    columns: dict[str, str] = Field(default_factory=dict)
+    # Per-task sample weights: task id -> expression (a column name is one), >= 0 on every row.
+    sample_weights: dict[str, str] = Field(default_factory=dict)
+    esm2: Esm2Spec | None = None
+    # Behaviours in cascade order, e.g. [click, cart, convert] (NMTR); binary, impression space.
+    funnel: list[str] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:
         validate_task_set(self.tasks, self.derived)
+        by_id = {t.id: t for t in self.tasks}
+
+        def binary(where: str, task_id: str) -> TaskSpec:
+            task = by_id.get(task_id)
+            if task is None or task.type != "binary":
+                raise ValueError(f"{where} = {task_id!r} must name a binary task")
+            return task
+
         if self.esmm is not None:
-            by_id = {t.id: t for t in self.tasks}
-            for role, task_id in (("ctr", self.esmm.ctr), ("cvr", self.esmm.cvr)):
-                task = by_id.get(task_id)
-                if task is None or task.type != "binary":
-                    raise ValueError(f"esmm.{role} = {task_id!r} must name a binary task")
+            binary("esmm.ctr", self.esmm.ctr)
+            binary("esmm.cvr", self.esmm.cvr)
+        if self.esm2 is not None:
+            binary("esm2.ctr", self.esm2.ctr)
+            for role in ("action", "cvr"):
+                task = binary(f"esm2.{role}", getattr(self.esm2, role))
+                if task.sample_space != self.esm2.ctr:
+                    raise ValueError(
+                        f"esm2.{role} = {task.id!r} must have sample_space {self.esm2.ctr!r}"
+                    )
+        if self.funnel is not None:
+            if len(self.funnel) < 2 or len(set(self.funnel)) != len(self.funnel):
+                raise ValueError(f"funnel {self.funnel} needs two or more distinct tasks")
+            for task_id in self.funnel:
+                if binary("funnel", task_id).sample_space != "all":
+                    raise ValueError(f"funnel task {task_id!r} must have sample_space 'all'")
+        for name, text in {**self.columns, **self.sample_weights}.items():
+            Expression(text)  # refuses anything outside the grammar, naming it
+            if not name.isidentifier():
+                raise ValueError(f"{name!r} is not a valid column name")
+        unknown = sorted(set(self.sample_weights) - set(by_id))
+        if unknown:
+            raise ValueError(f"sample_weights name unknown tasks {unknown}; tasks: {list(by_id)}")
+        ranked = [t.id for t in self.tasks if t.type == "rank"]
+        if ranked and self.group is None:
+            raise ValueError(
+                f"rank tasks {ranked} need 'group': the column naming each row's request"
+            )
         return self
 
-    def dump(self, directory: Path) -> Path:
-        """Write ``dataset.yaml`` into the directory."""
-        path = Path(directory) / DATASET_FILE
-        text = yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
-        path.write_text(text, encoding="utf-8")
+    def dump(self, directory: Path, file: str = DATASET_FILE) -> Path:
+        """Write ``dataset.yaml`` (or a view named ``file``) into the directory."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for key in ("columns", "sample_weights"):  # unused optional sections stay out
+            if not data.get(key):
+                data.pop(key, None)
+        path = Path(directory) / file
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         return path
 
 
@@ -92,6 +158,7 @@ class Dataset:
     frame: pd.DataFrame
     meta: DatasetConfig
     dir: Path
+    source: Path | None = None  # the YAML file read (None: DIR/dataset.yaml)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -124,7 +191,18 @@ class Dataset:
             raise ValueError(
                 f"{n} rows cannot be split with val_fraction {val_fraction}: both parts need rows"
             )
-        order = np.random.default_rng(seed).permutation(n)
+        rng = np.random.default_rng(seed)
+        if GROUP_COLUMN in self.frame.columns:  # whole requests on one side
+            codes = self.frame[GROUP_COLUMN].to_numpy()
+            groups = np.unique(codes)
+            n_val_groups = round(len(groups) * val_fraction)
+            if n_val_groups < 1 or n_val_groups >= len(groups):
+                raise ValueError(
+                    f"{len(groups)} requests cannot be split with val_fraction {val_fraction}"
+                )
+            held = np.isin(codes, rng.permutation(groups)[:n_val_groups])
+            return self._subset(np.flatnonzero(~held)), self._subset(np.flatnonzero(held))
+        order = rng.permutation(n)
         val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
         return self._subset(train_rows), self._subset(val_rows)
 
@@ -140,9 +218,15 @@ class Dataset:
         return read_table(self.dir / table.file, sequences)
 
 
+def dataset_file(path: Path | str) -> Path:
+    """``DIR`` -> ``DIR/dataset.yaml``; a YAML file (a view) stays as it is."""
+    given = Path(path)
+    return given if given.suffix in (".yaml", ".yml") else given / DATASET_FILE
+
+
 def load_config(directory: Path) -> DatasetConfig:
-    """Read and validate ``DIR/dataset.yaml``."""
-    path = Path(directory) / DATASET_FILE
+    """Read and validate ``DIR/dataset.yaml`` (or the view file given)."""
+    path = dataset_file(directory)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist: point --data at a directory made by "
@@ -156,9 +240,10 @@ def load_config(directory: Path) -> DatasetConfig:
 
 
 def load_dataset(directory: Path | str) -> Dataset:
-    """Load a training data directory and check its columns against the spec and tasks."""
-    root = Path(directory)
-    meta = load_config(root)
+    """Load a training data directory (or a view file in it) and check its columns."""
+    source = dataset_file(directory)
+    root = source.parent
+    meta = load_config(source)
     spec_path = root / meta.feature_spec
     if not spec_path.is_file():
         raise FileNotFoundError(
@@ -174,8 +259,10 @@ def load_dataset(directory: Path | str) -> Dataset:
             )
     impressions = root / meta.impressions
     frame = read_table(impressions, [f.name for f in spec.sequences()])
+    computed_columns(frame, meta.columns, str(source))
     check_columns(frame, spec, meta.tasks, str(impressions))
     check_labels(frame, meta.tasks, str(impressions))
+    weight_and_group_columns(frame, meta.sample_weights, meta.group, str(source))
     logger.info("loaded %d rows, tasks %s from %s", len(frame), [t.id for t in meta.tasks], root)
     return Dataset(
         spec=spec,
@@ -186,6 +273,7 @@ def load_dataset(directory: Path | str) -> Dataset:
         frame=frame,
         meta=meta,
         dir=root,
+        source=source,
     )
 
 

@@ -3,8 +3,8 @@
 Every feature of the spec and every task label must be a column of the log; the error names all the
 missing ones at once. Sequence features become lists of ids: Parquet list columns as they are, CSV
 cells as JSON lists (``[3, 17, 42]``) or space/comma separated ids (``3 17 42``). Labels are checked:
-binary labels must be 0 or 1, regression labels finite; a row outside a task's sample space may hold
-any finite value (it is masked out in training).
+binary labels must be 0 or 1, regression labels finite, rank labels (graded relevance) finite and
+>= 0; a row outside a task's sample space may hold any finite value (it is masked out in training).
 """
 
 from __future__ import annotations
@@ -118,9 +118,11 @@ def check_labels(frame: pd.DataFrame, tasks: Sequence[TaskSpec], source: str) ->
         bad = ~np.isfinite(values)
         if task.type == "binary":
             bad |= (values != 0.0) & (values != 1.0)
+        elif task.type == "rank":
+            bad |= values < 0.0
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            kind = "0 or 1" if task.type == "binary" else "a finite number"
+            kind = {"binary": "0 or 1", "rank": "a relevance >= 0"}.get(task.type, "a finite number")
             raise ValueError(
                 f"{source}: label column {task.id!r} holds {frame[task.id].iloc[row]} at row "
                 f"{row} ({int(bad.sum())} bad rows in all); a {task.type} label must be {kind}"

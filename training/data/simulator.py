@@ -32,6 +32,7 @@ from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.data.datacard import DataCardAccumulator, write_data_card
 from training.data.dataset import DatasetConfig, EntityTable, EsmmPair
 from training.data.parquet_parts import ParquetSink
+from training.data.simulator_views import write_views
 from training.data.simulator_world import (
     AGES,
     DEVICES,
@@ -123,6 +124,8 @@ def _impressions(world: World, chunk: Chunk) -> pa.Table:
     columns["hour"] = pa.array(chunk.hour, pa.int64())
     columns["device"] = pa.array(np.asarray(DEVICES)[chunk.device])
     columns["position"] = pa.array(chunk.position, pa.int64())
+    if chunk.request is not None:
+        columns["request_id"] = pa.array(chunk.request, pa.int64())
     for task_id, values in chunk.labels.items():
         columns[task_id] = pa.array(values)
     return pa.table(columns)
@@ -160,6 +163,7 @@ def simulate(
         derived=DERIVED,
         esmm=EsmmPair(ctr="click", cvr="convert"),
         position_feature="position",
+        group="request_id" if config.request_size > 0 else None,
     )
     card = DataCardAccumulator(meta.name, TASKS)
     show = config.rows >= PROGRESS_ROWS if progress is None else progress
@@ -174,6 +178,7 @@ def simulate(
             bar.update(n)
     simulator_spec(n_users, n_items).dump(out / meta.feature_spec)
     meta.dump(out)
+    write_views(out, meta)
     extra = {
         "generator": "simulator",
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},

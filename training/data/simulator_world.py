@@ -33,6 +33,10 @@ CLICK_AFFINITY, CLICK_QUALITY, CLICK_LATENT, CLICK_POSITION = 0.85, 0.8, 0.4, 0.
 CLICK_LOGIT_STD = 1.8
 
 LATENT_TASKS = ("click", "convert", "watch_time", "like", "share")
+# ESM²'s post-click "direct actions" (add-to-cart, wish-list): how often a buyer took each one.
+# Non-buyers take them with feature-driven probabilities calibrated to ``cart_rate``/``wish_rate``,
+# so the funnel click -> {action, other} -> purchase exists and purchase is likelier after an action.
+BUYER_CART, BUYER_WISH = 0.7, 0.25
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class SimulatorConfig:
     like_rate: float = 0.2  # of clicks
     share_rate: float = 0.05  # of clicks
     personalised: float = 0.6  # share of impressions whose category follows the user's taste
+    cart_rate: float = 0.12  # add-to-cart, of clicks that do not convert
+    wish_rate: float = 0.08  # wish-list, of clicks that do not convert
+    # 0: independent impressions; K: requests of K impressions (one user, hour and device, display
+    # positions 0..K-1) with a ``request_id`` column, for learning to rank and fusion search.
+    request_size: int = 0
 
     @property
     def n_users(self) -> int:
@@ -194,6 +203,8 @@ class Intercepts:
     convert: float
     like: float
     share: float
+    cart: float = 0.0
+    wish: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +216,7 @@ class Chunk:
     position: Ints
     click_p: Floats  # the true click probabilities
     labels: dict[str, npt.NDArray[np.float32]]
+    request: Ints | None = None  # request id of each row (request_size > 0)
 
 
 def _logits(
@@ -231,6 +243,8 @@ def _logits(
         "watch_time": 3.2 + 0.5 * latent("watch_time") + 0.3 * affinity + 0.2 * q,
         "like": 0.9 * latent("like") + 0.5 * affinity + 0.5 * q,
         "share": 0.9 * latent("share") + 0.3 * affinity + 0.6 * q,
+        "cart": 0.7 * latent("convert") + 0.5 * affinity - 0.3 * price + 0.2 * q,
+        "wish": 0.7 * latent("like") + 0.4 * affinity + 0.4 * price,
     }
 
 
@@ -253,6 +267,8 @@ def _draw(
     world: World, config: SimulatorConfig, rng: np.random.Generator, n: int
 ) -> tuple[Ints, ...]:
     """Who saw what, when, on which device, at which position."""
+    if config.request_size > 0:
+        return _draw_requests(world, config, rng, n)
     activity_cdf = np.cumsum(world.activity) / world.activity.sum()
     u = np.minimum(np.searchsorted(activity_cdf, rng.random(n)), activity_cdf.size - 1)
     followed = _sample_categories(world.taste_cdf, world.taste.shape[1], u, rng)
@@ -265,6 +281,26 @@ def _draw(
     return u, i, hour, device, position
 
 
+def _draw_requests(
+    world: World, config: SimulatorConfig, rng: np.random.Generator, n: int
+) -> tuple[Ints, ...]:
+    """Like ``_draw``, but rows come in requests of ``request_size``: one user, hour and device
+    per request, its items at display positions 0..K-1 (the last request may be shorter)."""
+    k = config.request_size
+    n_req = -(-n // k)
+    activity_cdf = np.cumsum(world.activity) / world.activity.sum()
+    users = np.minimum(np.searchsorted(activity_cdf, rng.random(n_req)), activity_cdf.size - 1)
+    u = np.repeat(users, k)[:n]
+    followed = _sample_categories(world.taste_cdf, world.taste.shape[1], u, rng)
+    popular = rng.choice(world.category_p.size, n, p=world.category_p)
+    cats = np.where(rng.random(n) < config.personalised, followed, popular)
+    i = _pick_items(cats, (world.items_by_category, world.item_cdf_by_category), rng)
+    hour = np.repeat(rng.choice(24, n_req, p=HOUR_P), k)[:n]
+    device = np.repeat(rng.choice(len(DEVICES), n_req, p=DEVICE_P), k)[:n]
+    position = np.tile(np.arange(k), n_req)[:n]
+    return u, i, hour, device, position
+
+
 def calibrate(world: World, config: SimulatorConfig, rng: np.random.Generator) -> Intercepts:
     """Fit the intercepts on a pilot sample (conditional tasks weighted by the click probability)."""
     logits = _logits(world, *_draw(world, config, rng, 50_000))
@@ -274,12 +310,16 @@ def calibrate(world: World, config: SimulatorConfig, rng: np.random.Generator) -
     p_click = _sigmoid(scale * logits["click"] + b_click)
     b_like = _offset(logits["like"], p_click, config.like_rate)
     share = logits["share"] + 0.8 * _sigmoid(logits["like"] + b_like)
+    b_convert = _offset(logits["convert"], p_click, config.convert_rate)
+    not_bought = p_click * (1.0 - _sigmoid(logits["convert"] + b_convert))
     return Intercepts(
         click_scale=scale,
         click=b_click,
-        convert=_offset(logits["convert"], p_click, config.convert_rate),
+        convert=b_convert,
         like=b_like,
         share=_offset(share, p_click, config.share_rate),
+        cart=_offset(logits["cart"], not_bought, config.cart_rate),
+        wish=_offset(logits["wish"], not_bought, config.wish_rate),
     )
 
 
@@ -296,11 +336,20 @@ def simulate_chunk(
     p_like = _sigmoid(z["like"] + b.like)
     like = click & (rng.random(n) < p_like)
     share = click & (rng.random(n) < _sigmoid(z["share"] + 0.8 * p_like + b.share))
+    # Drawn after every earlier label, so the columns above do not depend on these.
+    cart = click & (rng.random(n) < np.where(convert, BUYER_CART, _sigmoid(z["cart"] + b.cart)))
+    wish = click & (rng.random(n) < np.where(convert, BUYER_WISH, _sigmoid(z["wish"] + b.wish)))
     labels = {
         "click": click.astype(np.float32),
         "convert": convert.astype(np.float32),
         "watch_time": np.where(click, seconds, 0.0).astype(np.float32),
         "like": like.astype(np.float32),
         "share": share.astype(np.float32),
+        "cart": cart.astype(np.float32),
+        "wish": wish.astype(np.float32),
     }
-    return Chunk(u, i, hour, device, position, p_click, labels)
+    request = None
+    if config.request_size > 0:  # random 62-bit ids: unique whatever the chunking
+        ids = rng.integers(0, 2**62, -(-n // config.request_size))
+        request = np.repeat(ids, config.request_size)[:n]
+    return Chunk(u, i, hour, device, position, p_click, labels, request)

@@ -56,12 +56,15 @@ def default_fusion(tasks: list[TaskSpec], derived: list[DerivedObjective]) -> di
     """Contract 3 fusion config with one weighted-sum preset over every objective.
 
     Probabilities (binary tasks, derived products) weigh 1.0 as they are; regression outputs, in
-    natural units, enter as ``log1p`` with weight 0.1 so one long watch time cannot swamp the rest.
+    natural units, enter as ``log1p`` with weight 0.1 so one long watch time cannot swamp the rest;
+    learning-to-rank scores (meaningful only within a request) as their percentile rank, weight 1.
     """
     terms: dict[str, dict[str, Any]] = {}
     for task in tasks:
         if task.type == "binary":
             terms[task.id] = {"weight": 1.0}
+        elif task.type == "rank":
+            terms[task.id] = {"weight": 1.0, "transform": "rank"}
         else:
             terms[task.id] = {"weight": REGRESSION_WEIGHT, "transform": "log1p"}
     for objective in derived:

@@ -65,6 +65,8 @@ def inputs_from_run(
     hyperparameters = run.config.model_dump(mode="json")
     hyperparameters["esmm"] = list(run.options.esmm) if run.options.esmm else None
     hyperparameters["position_bias_tasks"] = list(run.options.position_bias_tasks)
+    hyperparameters["esm2"] = list(run.options.esm2) if run.options.esm2 else None
+    hyperparameters["cascade"] = list(run.options.cascade)
     return PublishInputs(
         ranker=run.model,
         reference=unsplit_reference(run.model),

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ArchName = Literal["shared_bottom", "omoe", "mmoe", "cgc", "ple", "aitm"]
+UserEncoder = Literal["attention", "lstm_attention"]
 Widths = tuple[int, ...]
 
 
@@ -31,6 +32,11 @@ class ArchConfig(BaseModel):
     user_hidden: Widths = Field(default=(32,), min_length=1)
     # User tower: width of the additive attention that pools each behaviour sequence.
     attention_dim: int = Field(default=16, ge=1)
+    # User tower: how a behaviour sequence is encoded: "attention" pools the embedded items;
+    # "lstm_attention" (DUPN, Ni et al., KDD'18) runs an LSTM over them first and pools its outputs.
+    user_encoder: UserEncoder = "attention"
+    # lstm_attention: hidden width of the LSTM (the encoded sequence's width).
+    lstm_hidden: int = Field(default=16, ge=1)
     # Position-bias shallow tower (YouTube): hidden widths over the training-only features.
     position_hidden: Widths = (8,)
     # Dropout after every hidden activation (training only).

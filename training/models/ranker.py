@@ -7,6 +7,10 @@ task and a ``Tower`` turns each into one output. Options:
 
 * ESMM (Ma et al., SIGIR'18): the cvr task's output is p(convert | click); ``RankerOutput.ctcvr`` =
   p_ctr x p_cvr is what the trainer fits on the whole impression space.
+* ESM² (Wen et al., SIGIR'20, ``training.models.esm2``): (ctr, action, cvr); the cvr task gets a
+  second head, p(purchase | other action), and serves the decomposed p(purchase | click).
+* NMTR (Gao et al., ICDE'19, ``training.models.nmtr``): binary tasks in cascade order; each task's
+  score adds the previous task's.
 * Position bias (YouTube "Recommending What Video to Watch Next", RecSys'19): a shallow tower over
   the training-only features whose logit is added to chosen binary tasks' logits while training.
   Serving never sees it (``score_candidates`` has no training features).
@@ -28,8 +32,10 @@ from training.models.batch import model_arrays
 from training.models.blocks import MLP, GroupEncoder, MultiTaskCore, Tower
 from training.models.cgc import CGC
 from training.models.config import ArchConfig
+from training.models.esm2 import decomposed_cvr_logit
 from training.models.layout import GroupLayout, InputLayout
 from training.models.mmoe import MMoE
+from training.models.nmtr import cascade_scores
 from training.models.omoe import OMoE
 from training.models.ple import PLE
 from training.models.shared_bottom import SharedBottom
@@ -78,7 +84,8 @@ class PositionTower(nn.Module):
 class MultiTaskRanker(nn.Module):
     """A multi-task ranker over model arrays, servable as a user graph and a candidate graph.
 
-    ``esmm=(ctr, cvr)``: two binary task ids; ``position_bias_tasks``: binary task ids whose training
+    ``esmm=(ctr, cvr)``: two binary task ids; ``esm2=(ctr, action, cvr)``: three; ``cascade``:
+    binary task ids in NMTR's cascade order; ``position_bias_tasks``: binary task ids whose training
     logits get the shallow tower's position logit (needs training-side features in the layout).
     """
 
@@ -90,6 +97,8 @@ class MultiTaskRanker(nn.Module):
         *,
         esmm: tuple[str, str] | None = None,
         position_bias_tasks: Sequence[str] = (),
+        esm2: tuple[str, str, str] | None = None,
+        cascade: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.tasks = list(tasks)
@@ -99,7 +108,13 @@ class MultiTaskRanker(nn.Module):
         self.item = GroupEncoder(layout.item)
         self.context = GroupEncoder(layout.context)
         self.user_tower = UserTower(
-            layout, self.item.embeddings, arch.user_hidden, arch.attention_dim, arch.dropout
+            layout,
+            self.item.embeddings,
+            arch.user_hidden,
+            arch.attention_dim,
+            arch.dropout,
+            encoder=arch.user_encoder,
+            lstm_hidden=arch.lstm_hidden,
         )
         self.core = build_core(arch, len(self.tasks))
         item_dim = self.item.out_dim + self.context.out_dim
@@ -108,6 +123,13 @@ class MultiTaskRanker(nn.Module):
             Tower(self.core.out_dim, arch.tower_hidden, arch.dropout) for _ in self.tasks
         )
         self.esmm = self._esmm_indices(esmm)
+        self.esm2 = self._esm2_indices(esm2)
+        self.esm2_other = (  # Y4 = p(purchase | other action), on the cvr task's representation
+            Tower(self.core.out_dim, arch.tower_hidden, arch.dropout) if self.esm2 else None
+        )
+        self.cascade = [self._binary_index(t, "cascade") for t in cascade]
+        if len(set(self.cascade)) != len(self.cascade) or len(self.cascade) == 1:
+            raise ValueError(f"cascade {list(cascade)} needs two or more distinct tasks")
         self.position_columns = [
             self._binary_index(t, "position_bias_tasks") for t in position_bias_tasks
         ]
@@ -137,6 +159,14 @@ class MultiTaskRanker(nn.Module):
         if ctr == cvr:
             raise ValueError(f"esmm needs two different tasks (ctr, cvr), got {esmm}")
         return ctr, cvr
+
+    def _esm2_indices(self, esm2: tuple[str, str, str] | None) -> tuple[int, int, int] | None:
+        if esm2 is None:
+            return None
+        ctr, action, cvr = (self._binary_index(t, "esm2") for t in esm2)
+        if len({ctr, action, cvr}) != 3:
+            raise ValueError(f"esm2 needs three different tasks (ctr, action, cvr), got {esm2}")
+        return ctr, action, cvr
 
     # --- the two served graphs -------------------------------------------------------------
 
@@ -222,8 +252,14 @@ class MultiTaskRanker(nn.Module):
 
     def _heads(self, chunks: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         reps, gates = self.core(chunks)  # T x (N, h), T x (N, E) or []
-        raw = torch.cat([head(r) for head, r in zip(self.heads, reps, strict=True)], dim=1)
-        return raw, gates  # (N, T)
+        columns = [head(r)[:, 0] for head, r in zip(self.heads, reps, strict=True)]  # T x (N,)
+        if self.esm2 is not None and self.esm2_other is not None:
+            _, action, cvr = self.esm2
+            other = self.esm2_other(reps[cvr])[:, 0]
+            columns[cvr] = decomposed_cvr_logit(columns[action], columns[cvr], other)
+        if self.cascade:
+            columns = cascade_scores(columns, self.cascade)
+        return torch.stack(columns, dim=1), gates  # (N, T)
 
     def _serving(self, raw: Tensor) -> Tensor:
         """Training space -> serving units: sigmoid for binary, expm1 (>= 0) for log1p targets."""

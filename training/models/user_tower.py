@@ -2,8 +2,15 @@
 
 User profile = user categorical embeddings + user numerics. Each behaviour sequence is embedded with
 the item side's own table (the same ``nn.Embedding``, so a clicked item and a candidate item share
-one vector) and pooled by additive attention whose query comes from the profile. An MLP over
-[profile; pooled sequences] gives u (B, d_u), which the first layers of the ranker consume.
+one vector) and encoded by ``user_encoder``:
+
+* ``attention``: additive attention pooling over the embedded items, the query from the profile;
+* ``lstm_attention`` (DUPN's behaviour encoder): an LSTM over the embedded sequence, then the same
+  attention pooling over the LSTM's outputs. Sequences are right-padded, so the LSTM's output at
+  every real position never sees padding; padded positions are masked out of the attention.
+
+An MLP over [profile; encoded sequences] gives u (B, d_u), which the first layers of the ranker
+consume.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from training.models.blocks import MLP, Embeddings, GroupEncoder
+from training.models.config import UserEncoder
 from training.models.layout import InputLayout
 
 MASKED_SCORE = -1e9
@@ -45,6 +53,21 @@ class AttentionPooling(nn.Module):
         return (weights.unsqueeze(-1) * items).sum(dim=1)  # (B, d)
 
 
+class LSTMAttention(nn.Module):
+    """DUPN's sequence encoder: LSTM over (B, L, d) -> (B, L, h), attention-pooled to (B, h)."""
+
+    def __init__(self, item_dim: int, hidden: int, query_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(item_dim, hidden, batch_first=True)
+        self.pool = AttentionPooling(hidden, query_dim, attention_dim)
+        self.out_dim = hidden
+
+    def forward(self, items: Tensor, ids: Tensor, profile: Tensor) -> Tensor:
+        states, _ = self.lstm(items)  # (B, L, h); right padding comes after every real step
+        pooled: Tensor = self.pool(states, ids, profile)
+        return pooled
+
+
 class UserTower(nn.Module):
     """(user_cat (B, Cu), user_num (B, Nu), user_seq (B, S, L)) -> u (B, d_u)."""
 
@@ -55,15 +78,23 @@ class UserTower(nn.Module):
         hidden: Sequence[int],
         attention_dim: int,
         dropout: float = 0.0,
+        *,
+        encoder: UserEncoder = "attention",
+        lstm_hidden: int = 16,
     ) -> None:
         super().__init__()
         self.profile = GroupEncoder(layout.user)
         self.item_embeddings = item_embeddings  # shared with the item side, not a copy
         self.columns = list(layout.sequence_columns)
         seq_dims = [layout.item.embedding_dims[c] for c in self.columns]
-        self.pools = nn.ModuleList(
-            AttentionPooling(d, self.profile.out_dim, attention_dim) for d in seq_dims
-        )
+        query = self.profile.out_dim
+        if encoder == "lstm_attention":
+            self.pools = nn.ModuleList(
+                LSTMAttention(d, lstm_hidden, query, attention_dim) for d in seq_dims
+            )
+            seq_dims = [lstm_hidden] * len(seq_dims)
+        else:
+            self.pools = nn.ModuleList(AttentionPooling(d, query, attention_dim) for d in seq_dims)
         in_dim = self.profile.out_dim + sum(seq_dims)
         self.mlp = MLP(in_dim, hidden, dropout) if in_dim else None
         self.out_dim = self.mlp.out_dim if self.mlp is not None else 0

@@ -22,10 +22,13 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """The data-dependent model options a run resolved (ESMM pair, position-biased tasks)."""
+    """The data-dependent model options a run resolved (ESMM pair, position-biased tasks, ESM²
+    triple, NMTR cascade)."""
 
     esmm: tuple[str, str] | None = None
     position_bias_tasks: tuple[str, ...] = ()
+    esm2: tuple[str, str, str] | None = None
+    cascade: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ def build_model(
         config.arch,
         esmm=options.esmm,
         position_bias_tasks=options.position_bias_tasks,
+        esm2=options.esm2,
+        cascade=options.cascade,
     )
 
 
@@ -74,6 +79,8 @@ def save_checkpoint(
         "model": {
             "esmm": list(options.esmm) if options.esmm else None,
             "position_bias_tasks": list(options.position_bias_tasks),
+            "esm2": list(options.esm2) if options.esm2 else None,
+            "cascade": list(options.cascade),
         },
     }
     path = Path(run_dir) / CHECKPOINT_FILE
@@ -100,10 +107,12 @@ def load_run(run_dir: Path | str) -> LoadedRun:
     tasks = [TaskSpec.model_validate(t) for t in payload["tasks"]]
     derived = [DerivedObjective.model_validate(d) for d in payload["derived"]]
     stored = payload.get("model") or {}
-    esmm = stored.get("esmm")
+    esmm, esm2 = stored.get("esmm"), stored.get("esm2")
     options = ModelOptions(
         esmm=(str(esmm[0]), str(esmm[1])) if esmm else None,
         position_bias_tasks=tuple(stored.get("position_bias_tasks", ())),
+        esm2=(str(esm2[0]), str(esm2[1]), str(esm2[2])) if esm2 else None,
+        cascade=tuple(stored.get("cascade", ())),
     )
     model = build_model(spec, tasks, config, options)
     model.load_state_dict(payload["state_dict"])

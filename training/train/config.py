@@ -18,8 +18,12 @@ from training.models.config import ArchConfig
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
-LossKind = Literal["bce", "mse", "huber"]
-WeightingKind = Literal["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad", "ple_schedule"]
+# bce: binary tasks; mse, huber: regression; softmax (listwise), ranknet, bpr (pairwise): rank tasks.
+LossKind = Literal["bce", "mse", "huber", "softmax", "ranknet", "bpr"]
+DEFAULT_LOSS: dict[str, LossKind] = {"binary": "bce", "regression": "mse", "rank": "softmax"}
+WeightingKind = Literal[
+    "fixed", "uncertainty", "gradnorm", "dwa", "pcgrad", "ple_schedule", "pareto"
+]
 
 
 class _Strict(BaseModel):
@@ -39,6 +43,9 @@ class WeightingConfig(_Strict):
     alpha: float = Field(default=1.5, ge=0.0)
     # DWA (Liu et al., CVPR'19): softmax temperature T over the loss-descent ratios.
     temperature: float = Field(default=2.0, gt=0.0)
+    # PE-LTR (Lin et al., RecSys'19, kind "pareto"): lower bound c_k of each task's weight (weights
+    # sum to 1; unlisted tasks: 0; the bounds must sum to less than 1).
+    bounds: dict[str, float] = Field(default_factory=dict)
 
 
 class EarlyStoppingConfig(_Strict):
@@ -50,6 +57,25 @@ class EarlyStoppingConfig(_Strict):
     metric: Literal["auc", "loss"] = "auc"
     # Reload the best epoch's weights at the end.
     restore_best: bool = True
+
+
+class DeepMCPConfig(_Strict):
+    """DeepMCP's training-only subnets (Ouyang et al., IJCAI'19), sharing the ranker's embeddings."""
+
+    # Weight of the matching (user-item) loss; 0 turns the subnet off.
+    matching_weight: float = Field(default=0.5, ge=0.0)
+    # Weight of the correlation (item-item skip-gram over the behaviour sequence) loss; 0: off.
+    correlation_weight: float = Field(default=0.2, ge=0.0)
+    # Width of the matching and correlation vectors (tanh outputs).
+    dim: int = Field(default=16, ge=1)
+    # Hidden widths of each subnet's MLP before its tanh layer.
+    hidden: tuple[int, ...] = (32,)
+    # Skip-gram window: neighbours within this many positions are positive pairs.
+    window: int = Field(default=2, ge=1)
+    # Random negative items per positive pair.
+    negatives: int = Field(default=4, ge=1)
+    # The click-like task the matching subnet fits; null: the first binary task over all rows.
+    task: str | None = None
 
 
 class TrainConfig(_Strict):
@@ -75,8 +101,9 @@ class TrainConfig(_Strict):
     embedding_weight_decay: float = Field(default=0.0, ge=0.0)
     # Model architecture and widths.
     arch: ArchConfig = Field(default_factory=ArchConfig)
-    # Loss per task id; unlisted tasks: "bce" (binary) or "mse" (regression). Regression losses
-    # compare in the task's training space (log1p of the label when target_transform is log1p).
+    # Loss per task id; unlisted tasks: "bce" (binary), "mse" (regression) or "softmax" (rank).
+    # Regression losses compare in the task's training space (log1p of the label when
+    # target_transform is log1p); rank losses compare the rows of one request (group).
     losses: dict[str, LossKind] = Field(default_factory=dict)
     # Huber loss transition point (regression tasks with loss "huber").
     huber_delta: float = Field(default=1.0, gt=0.0)
@@ -87,6 +114,15 @@ class TrainConfig(_Strict):
     # ESMM (Ma et al., SIGIR'18): when the dataset declares esmm {ctr, cvr}, train the cvr task
     # through pCTCVR = pCTR x pCVR against click*convert on every impression.
     esmm: bool = True
+    # ESM² (Wen et al., SIGIR'20): when the dataset declares esm2 {ctr, action, cvr}, decompose
+    # pCVR through the post-click action and fit pCTR, pCTAVR and pCTCVR on every impression.
+    esm2: bool = True
+    # NMTR (Gao et al., ICDE'19): when the dataset declares a funnel (behaviours in cascade order),
+    # each behaviour's score adds the previous one's.
+    nmtr: bool = True
+    # DeepMCP's matching and correlation subnets as auxiliary losses (null: off). Training only:
+    # the published model is the prediction subnet alone.
+    deepmcp: DeepMCPConfig | None = None
     # Position-bias shallow tower (YouTube, RecSys'19) over the dataset's training-only features.
     position_bias: bool = True
     # Binary tasks whose logits get the position logit; null = binary tasks over all impressions.
@@ -109,7 +145,7 @@ class TrainConfig(_Strict):
 
     def loss_kind(self, task_id: str, task_type: str) -> LossKind:
         """The configured loss of a task, or the default for its type."""
-        return self.losses.get(task_id, "bce" if task_type == "binary" else "mse")
+        return self.losses.get(task_id, DEFAULT_LOSS[task_type])
 
 
 def preset_path(preset: str) -> Path:

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
 from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.models.ranker import MultiTaskRanker, RankerOutput
-from training.train.arrays import TrainArrays
+from training.train.arrays import TrainArrays, split_extras
 from training.train.losses import TaskLosses, task_losses
 from training.train.metrics import FloatArray, product_metrics, task_metrics
 
@@ -89,9 +90,23 @@ def predict_batches(
     return Prediction(output, gates)
 
 
-def validation_losses(prediction: Prediction, labels: Tensor, spec: TaskLosses) -> list[float]:
-    """Unweighted per-task losses of the eval-mode outputs (same masks as training)."""
-    return [float(v) for v in task_losses(prediction.output, labels, spec)]
+def validation_losses(
+    prediction: Prediction,
+    labels: Tensor,
+    spec: TaskLosses,
+    weights: Tensor | None = None,
+    groups: Tensor | None = None,
+) -> list[float]:
+    """Per-task losses of the eval-mode outputs (same masks and sample weights as training)."""
+    return [float(v) for v in task_losses(prediction.output, labels, spec, weights, groups)]
+
+
+def weight_columns(weights: Tensor | None) -> list[FloatArray | None] | None:
+    """(n, T) sample weights -> per task float64 weights, None for an unweighted task (all 1)."""
+    if weights is None:
+        return None
+    values = weights.numpy().astype(np.float64)
+    return [None if (values[:, k] == 1).all() else values[:, k] for k in range(values.shape[1])]
 
 
 def compute_metrics(
@@ -99,10 +114,16 @@ def compute_metrics(
     derived: Sequence[DerivedObjective],
     labels: dict[str, FloatArray],
     pred: FloatArray,
+    weights: Sequence[FloatArray | None] | None = None,
+    groups: npt.NDArray[np.int64] | None = None,
 ) -> dict[str, Any]:
-    """``{"tasks": {...}, "derived": {...}}`` from training-space predictions (n, T)."""
+    """``{"tasks": {...}, "derived": {...}}`` from training-space predictions (n, T); per task its
+    sample weights (None: unweighted) and the rows' request codes (rank tasks)."""
     by_id = {t.id: t for t in tasks}
-    out_tasks = {t.id: task_metrics(t, labels, pred[:, k]) for k, t in enumerate(tasks)}
+    per_task = weights or [None] * len(tasks)
+    out_tasks = {
+        t.id: task_metrics(t, labels, pred[:, k], per_task[k], groups) for k, t in enumerate(tasks)
+    }
     probs = {t.id: pred[:, k] for k, t in enumerate(tasks) if t.type == "binary"}
     out_derived = {
         d.id: product_metrics(list(d.product), labels, probs)
@@ -120,9 +141,13 @@ def evaluate_arrays(
     batch_size: int,
 ) -> tuple[dict[str, Any], Prediction]:
     """Metrics of a model on rows (labels in natural units) and the raw prediction."""
-    prediction = predict(model, data.inputs, batch_size)
+    inputs, weights, groups = split_extras(data.inputs)
+    prediction = predict(model, inputs, batch_size)
     pred = prediction.output.pred.numpy().astype(np.float64)
-    return compute_metrics(tasks, derived, data.label_columns(tasks), pred), prediction
+    codes = None if groups is None else groups.numpy()
+    labels = data.label_columns(tasks)
+    metrics = compute_metrics(tasks, derived, labels, pred, weight_columns(weights), codes)
+    return metrics, prediction
 
 
 def mean_auc(metrics: dict[str, Any]) -> float | None:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from service.contracts.tasks import TaskSpec
-from training.train.arrays import TrainArrays
+from training.train.arrays import TrainArrays, batch_indices
 from training.train.distributed import Shard
 from training.train.losses import sample_space_masks, training_targets
 
@@ -75,11 +75,14 @@ class ArrayFeed:
         self.batch_size, self.seed, self.shard = batch_size, seed, shard
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        order = torch.randperm(
-            len(self.train), generator=torch.Generator().manual_seed(self.seed + epoch)
+        batches = batch_indices(  # rank tasks: whole requests per batch
+            self.train,
+            self.batch_size,
+            torch.Generator().manual_seed(self.seed + epoch),
+            whole_groups=any(t.type == "rank" for t in self.tasks),
         )
         rank, world = self.shard.rank, self.shard.world
-        for index in torch.split(order, self.batch_size):
+        for index in batches:
             if len(index) < world:  # a last batch too small to give every rank a row
                 break
             yield self.train.rows(index[rank::world])

@@ -8,6 +8,12 @@ in-space row gives 0 (never NaN).
 
 ESMM (Ma et al., SIGIR'18): the cvr task is not fitted on clicked rows; pCTCVR = pCTR x pCVR is
 fitted against click AND convert on every impression, which removes the sample-selection bias.
+ESM² (Wen et al., SIGIR'20) fits two such products on every impression: pCTAVR = pCTR x p(action
+| click) against click AND action, and pCTCVR = pCTR x pCVR against click AND purchase, pCVR being
+the model's decomposed p(purchase | click) (``training.models.esm2``).
+
+Sample weights (dataset.yaml ``sample_weights``): with per-row weights w, a task's loss is
+sum_i delta_i w_i l_i / sum_i delta_i w_i. Rank tasks use ``training.train.ranking``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from torch import Tensor
 from service.contracts.tasks import TaskSpec
 from training.models.aitm import calibration_penalty
 from training.models.ranker import RankerOutput
-from training.train.config import LossKind
+from training.train.config import DEFAULT_LOSS, LossKind
+from training.train.ranking import rank_loss
 
 LOG_EPS = 1e-7
 
@@ -35,16 +42,31 @@ class TaskLosses:
     kinds: list[LossKind]  # one per task
     huber_delta: float = 1.0
     esmm: tuple[int, int] | None = None  # (ctr index, cvr index): cvr trained through pCTCVR
+    esm2: tuple[int, int, int] | None = None  # (ctr, action, cvr): both trained through products
 
     def __post_init__(self) -> None:
         if len(self.kinds) != len(self.tasks):
             raise ValueError(f"{len(self.kinds)} loss kinds for {len(self.tasks)} tasks")
         for task, kind in zip(self.tasks, self.kinds, strict=True):
-            if (task.type == "binary") != (kind == "bce"):
+            allowed = [k for k, t in LOSS_TYPES.items() if t == task.type]
+            if kind not in allowed:
                 raise ValueError(
-                    f"task {task.id!r} ({task.type}) cannot use loss {kind!r}: binary tasks use "
-                    "'bce', regression tasks 'mse' or 'huber'"
+                    f"task {task.id!r} ({task.type}) cannot use loss {kind!r}: use one of {allowed}"
                 )
+
+    def products(self) -> dict[int, tuple[int, int]]:
+        """Task index -> (ctr, task) pair trained through pCTR x p(task | click) (ESMM, ESM²)."""
+        pairs = {}
+        if self.esmm is not None:
+            pairs[self.esmm[1]] = self.esmm
+        if self.esm2 is not None:
+            ctr, action, cvr = self.esm2
+            pairs[action], pairs[cvr] = (ctr, action), (ctr, cvr)
+        return pairs
+
+
+LOSS_TYPES: dict[str, str] = {"huber": "regression"} | {k: t for t, k in DEFAULT_LOSS.items()}
+LOSS_TYPES |= {"ranknet": "rank", "bpr": "rank"}
 
 
 def sample_space_masks(tasks: Sequence[TaskSpec], labels: Tensor) -> Tensor:
@@ -71,10 +93,13 @@ def training_targets(tasks: Sequence[TaskSpec], labels: Tensor) -> Tensor:
     return torch.stack(columns, dim=1)
 
 
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values`` over ``mask``; 0 (with zero gradient) when the mask is empty."""
+def masked_mean(values: Tensor, mask: Tensor, weights: Tensor | None = None) -> Tensor:
+    """(Weighted) mean of ``values`` over ``mask``; 0 (zero gradient) when nothing counts."""
     weight = mask.to(values.dtype)
-    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+    if weights is None:
+        return (values * weight).sum() / weight.sum().clamp_min(1.0)
+    weight = weight * weights
+    return (values * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
 def ctcvr_log_probs(ctr_logit: Tensor, cvr_logit: Tensor) -> tuple[Tensor, Tensor]:
@@ -84,14 +109,33 @@ def ctcvr_log_probs(ctr_logit: Tensor, cvr_logit: Tensor) -> tuple[Tensor, Tenso
     return log_p, log_not_p
 
 
-def task_losses(out: RankerOutput, labels: Tensor, spec: TaskLosses) -> Tensor:
-    """(T,) losses of one batch: masked mean per task (ESMM's cvr: pCTCVR on every row)."""
+def task_losses(
+    out: RankerOutput,
+    labels: Tensor,
+    spec: TaskLosses,
+    weights: Tensor | None = None,
+    groups: Tensor | None = None,
+) -> Tensor:
+    """(T,) losses of one batch: masked mean per task (ESMM's cvr: pCTCVR on every row).
+
+    ``weights``: (B, T) sample weights; ``groups``: (B,) request codes (needed by rank tasks).
+    """
     masks = sample_space_masks(spec.tasks, labels)  # (B, T)
     targets = training_targets(spec.tasks, labels)  # (B, T)
+    products = spec.products()
     losses = []
     for k, kind in enumerate(spec.kinds):
-        if spec.esmm is not None and k == spec.esmm[1]:
-            losses.append(_esmm_loss(out, labels, spec.esmm))
+        w = None if weights is None else weights[:, k]
+        if k in products:
+            losses.append(_esmm_loss(out, labels, products[k], w))
+            continue
+        if spec.tasks[k].type == "rank":
+            if groups is None:
+                raise ValueError(f"rank task {spec.tasks[k].id!r} needs the rows' request groups")
+            row_w = torch.ones_like(targets[:, k]) if w is None else w
+            losses.append(
+                rank_loss(kind, out.logits[:, k], targets[:, k], groups, masks[:, k], row_w)  # type: ignore[arg-type]
+            )
             continue
         if kind == "bce":
             values = F.binary_cross_entropy_with_logits(
@@ -103,18 +147,20 @@ def task_losses(out: RankerOutput, labels: Tensor, spec: TaskLosses) -> Tensor:
             values = F.huber_loss(
                 out.pred[:, k], targets[:, k], reduction="none", delta=spec.huber_delta
             )
-        losses.append(masked_mean(values, masks[:, k]))
+        losses.append(masked_mean(values, masks[:, k], w))
     return torch.stack(losses)
 
 
-def _esmm_loss(out: RankerOutput, labels: Tensor, esmm: tuple[int, int]) -> Tensor:
+def _esmm_loss(
+    out: RankerOutput, labels: Tensor, esmm: tuple[int, int], weights: Tensor | None
+) -> Tensor:
     ctr, cvr = esmm
     click = labels[:, ctr]
     known = torch.isfinite(click)  # every impression with a click label
     positive = ((click == 1.0) & (labels[:, cvr] == 1.0)).to(out.logits.dtype)  # (B,)
     log_p, log_not_p = ctcvr_log_probs(out.logits[:, ctr], out.logits[:, cvr])
     values = -(positive * log_p + (1.0 - positive) * log_not_p)  # (B,)
-    return masked_mean(values, known)
+    return masked_mean(values, known, weights)
 
 
 def funnel_columns(tasks: Sequence[TaskSpec], esmm: tuple[int, int] | None) -> list[int]:

@@ -71,16 +71,38 @@ def in_space(task: TaskSpec, labels: dict[str, FloatArray]) -> npt.NDArray[np.bo
     return mask
 
 
-def task_metrics(task: TaskSpec, labels: dict[str, FloatArray], pred: FloatArray) -> dict[str, Any]:
-    """{"auc", "logloss", "n"} or {"mse", "mae", "n"}; ``pred`` in training space
-    (probabilities for binary tasks), ``labels`` in natural units keyed by task id."""
+def task_metrics(
+    task: TaskSpec,
+    labels: dict[str, FloatArray],
+    pred: FloatArray,
+    weights: FloatArray | None = None,
+    groups: npt.NDArray[np.int64] | None = None,
+) -> dict[str, Any]:
+    """{"auc", "logloss", "n"}, {"mse", "mae", "n"} or (rank tasks, by request) {"ndcg@5",
+    "ndcg@10", "mrr", "groups", "n"}; ``pred`` in training space (probabilities for binary tasks),
+    ``labels`` in natural units keyed by task id. With the task's sample ``weights``, also
+    ``weighted_auc`` and ``weighted_logloss`` (binary) or ``weighted_mse`` (regression)."""
     mask = in_space(task, labels)
     y, p = labels[task.id][mask], pred[mask]
+    n = int(mask.sum())
+    if task.type == "rank":
+        if groups is None:
+            raise ValueError(f"rank task {task.id!r} needs the rows' request ids (groups)")
+        return {**ranking_metrics(groups[mask], y, p), "n": n}
+    w = None if weights is None else weights[mask]
     if task.type == "binary":
-        return {"auc": auc(y, p), "logloss": logloss(y, p), "n": int(mask.sum())}
+        out = {"auc": auc(y, p), "logloss": logloss(y, p), "n": n}
+        if w is not None:
+            q = np.clip(p, PROB_EPS, 1.0 - PROB_EPS)
+            out["weighted_auc"] = weighted_auc(y, p, w)
+            out["weighted_logloss"] = weighted_mean(-(y * np.log(q) + (1 - y) * np.log1p(-q)), w)
+        return out
     if task.target_transform == "log1p":
         y = np.log1p(np.clip(y, 0.0, None))
-    return {"mse": mse(y, p), "mae": mae(y, p), "n": int(mask.sum())}
+    out = {"mse": mse(y, p), "mae": mae(y, p), "n": n}
+    if w is not None:
+        out["weighted_mse"] = weighted_mean((p - y) ** 2, w)
+    return out
 
 
 def product_metrics(
@@ -95,3 +117,70 @@ def product_metrics(
         y *= np.nan_to_num(labels[task_id][mask], nan=0.0) == 1.0
         p *= probs[task_id][mask]
     return {"auc": auc(y, p), "logloss": logloss(y, p), "n": int(mask.sum())}
+
+
+def weighted_auc(
+    labels: npt.ArrayLike, scores: npt.ArrayLike, weights: npt.ArrayLike
+) -> float | None:
+    """ROC AUC with every pair (positive i, negative j) weighing w_i w_j (ties one half)."""
+    y = np.asarray(labels, dtype=np.float64) == 1.0
+    w = np.asarray(weights, dtype=np.float64)
+    pos_w, neg_w = float(w[y].sum()), float(w[~y].sum())
+    if pos_w <= 0 or neg_w <= 0:
+        return None
+    values, inverse = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
+    neg_at = np.bincount(inverse, weights=w * ~y, minlength=len(values))
+    neg_below = np.cumsum(neg_at) - neg_at
+    wins = neg_below[inverse] + 0.5 * neg_at[inverse]  # negative weight each positive beats
+    return float((w[y] * wins[y]).sum() / (pos_w * neg_w))
+
+
+def weighted_mean(values: npt.ArrayLike, weights: npt.ArrayLike) -> float | None:
+    w = np.asarray(weights, dtype=np.float64)
+    total = float(w.sum())
+    return float((np.asarray(values, dtype=np.float64) * w).sum() / total) if total > 0 else None
+
+
+def ranking_metrics(
+    groups: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    ks: tuple[int, ...] = (5, 10),
+) -> dict[str, Any]:
+    """NDCG@k (linear gains: DCG = sum_p rel_p / log2(p + 1)) and MRR (1 / rank of the first row
+    with rel > 0) averaged over requests with at least one relevant row; ties in the scores keep
+    the rows' order."""
+    g = np.asarray(groups, dtype=np.int64)
+    y = np.nan_to_num(np.asarray(labels, dtype=np.float64))
+    s = np.asarray(scores, dtype=np.float64)
+    rows = np.arange(len(g))
+    if not len(g):
+        return {**{f"ndcg@{k}": None for k in ks}, "mrr": None, "groups": 0}
+    codes, g = np.unique(g, return_inverse=True)
+    n_groups = len(codes)
+
+    def positions(order: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        ranked_g = g[order]
+        starts = np.flatnonzero(np.r_[True, ranked_g[1:] != ranked_g[:-1]])
+        sizes = np.diff(np.r_[starts, len(order)])
+        pos = np.empty(len(order), dtype=np.int64)
+        pos[order] = rows - np.repeat(starts, sizes)
+        return pos
+
+    by_score = positions(np.lexsort((rows, -s, g)))  # rank of each row in its request
+    ideal = positions(np.lexsort((rows, -y, g)))
+    relevant = np.bincount(g, weights=(y > 0).astype(float), minlength=n_groups) > 0
+    out: dict[str, Any] = {}
+    for k in ks:
+        gain = np.where(by_score < k, y / np.log2(by_score + 2.0), 0.0)
+        best = np.where(ideal < k, y / np.log2(ideal + 2.0), 0.0)
+        dcg = np.bincount(g, weights=gain, minlength=n_groups)
+        idcg = np.bincount(g, weights=best, minlength=n_groups)
+        out[f"ndcg@{k}"] = (
+            float(np.mean(dcg[relevant] / idcg[relevant])) if relevant.any() else None
+        )
+    first = np.full(n_groups, np.inf)
+    np.minimum.at(first, g[y > 0], by_score[y > 0].astype(float))
+    out["mrr"] = float(np.mean(1.0 / (first[relevant] + 1.0))) if relevant.any() else None
+    out["groups"] = int(relevant.sum())
+    return out

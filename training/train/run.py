@@ -18,7 +18,7 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
-from training.data.dataset import Dataset, load_dataset
+from training.data.dataset import Dataset, dataset_file, load_dataset
 from training.train.arrays import fit_on, to_arrays
 from training.train.checkpoint import ModelOptions, build_model, load_run, save_checkpoint
 from training.train.config import TrainConfig, dump_config
@@ -44,8 +44,15 @@ class RunFiles:
 
 
 def model_options(config: TrainConfig, dataset: Dataset) -> ModelOptions:
-    """ESMM pair and position-biased tasks this config asks of this data set."""
+    """ESMM pair, ESM² triple, NMTR cascade and position-biased tasks this config asks of this
+    data set."""
+    meta = dataset.meta
     esmm = (dataset.esmm.ctr, dataset.esmm.cvr) if config.esmm and dataset.esmm else None
+    esm2 = None
+    if config.esm2 and meta.esm2 is not None:
+        esm2 = (meta.esm2.ctr, meta.esm2.action, meta.esm2.cvr)
+        esmm = None if esmm is None or esmm[1] in esm2 else esmm  # ESM² supersedes ESMM's pair
+    cascade = tuple(meta.funnel) if config.nmtr and meta.funnel else ()
     position: tuple[str, ...] = ()
     if config.position_bias and dataset.spec.features_of("training", "categorical") + list(
         dataset.spec.features_of("training", "numeric")
@@ -59,7 +66,7 @@ def model_options(config: TrainConfig, dataset: Dataset) -> ModelOptions:
             f"position_bias_tasks {config.position_bias_tasks} need a training-only feature "
             "(side: training) in the data set's feature spec"
         )
-    return ModelOptions(esmm=esmm, position_bias_tasks=position)
+    return ModelOptions(esmm=esmm, position_bias_tasks=position, esm2=esm2, cascade=cascade)
 
 
 def _shrink(frame: pd.DataFrame, rows: int | None) -> pd.DataFrame:
@@ -101,15 +108,30 @@ def train_run(
     model = build_model(spec, dataset.tasks, config, options)
     ids = [t.id for t in dataset.tasks]
     esmm = (ids.index(options.esmm[0]), ids.index(options.esmm[1])) if options.esmm else None
+    esm2 = None
+    if options.esm2:
+        esm2 = (ids.index(options.esm2[0]), ids.index(options.esm2[1]), ids.index(options.esm2[2]))
     trainer = Trainer(
-        model, config, dataset.tasks, dataset.derived, esmm, progress=progress, dist=dist
+        model,
+        config,
+        dataset.tasks,
+        dataset.derived,
+        esmm,
+        progress=progress,
+        dist=dist,
+        esm2=esm2,
     )
     result = trainer.fit(train, val)
     if not dist.is_main:
         return RunFiles(run_dir, [], result.metrics)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    files = [save_checkpoint(run_dir, model, config, spec, dataset.derived, dataset.dir, options)]
+    source = dataset.source if dataset.source and dataset.source.name != "dataset.yaml" else None
+    files = [
+        save_checkpoint(
+            run_dir, model, config, spec, dataset.derived, source or dataset.dir, options
+        )
+    ]
     dump_config(config, run_dir / CONFIG_FILE)
     spec.dump(run_dir / SPEC_FILE)
     metrics = {
@@ -142,7 +164,8 @@ def evaluate_run(
     run = load_run(run_dir)
     dataset = load_dataset(data_dir)
     if split == "auto":
-        same = dataset.dir.resolve() == run.dataset_dir.resolve()
+        given = dataset_file(dataset.dir if dataset.source is None else dataset.source)
+        same = given.resolve() == dataset_file(run.dataset_dir).resolve()
         split = "validation" if same else "all"
     frame = dataset.frame
     if split == "validation":

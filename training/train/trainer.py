@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.models.ranker import MultiTaskRanker
-from training.train.arrays import TrainArrays
+from training.train.arrays import TrainArrays, split_extras
+from training.train.auxiliary import build_deepmcp
 from training.train.config import TrainConfig
 from training.train.distributed import Distributed
 from training.train.evaluate import (
@@ -32,6 +33,7 @@ from training.train.evaluate import (
     mean_auc,
     predict_batches,
     validation_losses,
+    weight_columns,
 )
 from training.train.feed import ArrayFeed, Feed
 from training.train.losses import (
@@ -39,6 +41,7 @@ from training.train.losses import (
     calibration_loss,
     task_losses,
 )
+from training.train.pareto import ParetoWeighting
 from training.train.weighting import (
     DynamicWeightAverage,
     FixedWeights,
@@ -64,7 +67,7 @@ def build_weighting(
 ) -> LossWeighting:
     """The loss weighting named by ``config.weighting.kind``."""
     w = config.weighting
-    unknown = sorted((set(w.weights) | set(w.gamma)) - {t.id for t in tasks})
+    unknown = sorted((set(w.weights) | set(w.gamma) | set(w.bounds)) - {t.id for t in tasks})
     if unknown:
         raise ValueError(
             f"weighting names unknown tasks {unknown}; tasks: {[t.id for t in tasks]} "
@@ -80,11 +83,13 @@ def build_weighting(
         return DynamicWeightAverage(base, w.temperature)
     if w.kind == "uncertainty":
         return UncertaintyWeighting([t.type == "regression" for t in tasks])
+    first = [p for p in (model.split.weight_user, model.split.weight_item) if p.numel()]
+    if w.kind == "pareto":  # the first layer over [u; i] is shared by every task of every core
+        return ParetoWeighting([w.bounds.get(t.id, 0.0) for t in tasks], first)
     params = [p for p in model.parameters() if p.requires_grad]
     if w.kind == "pcgrad":
         return PCGrad(base, params, config.seed)
     core = [m.weight for m in model.core.modules() if isinstance(m, nn.Linear)]  # (in order)
-    first = [p for p in (model.split.weight_user, model.split.weight_item) if p.numel()]
     return GradNorm(base, w.alpha, config.lr, core, first)
 
 
@@ -98,7 +103,7 @@ def init_output_biases(model: MultiTaskRanker, means: Sequence[float | None]) ->
     swamps every other task's gradient).
     """
     for task, head, mean in zip(model.tasks, model.heads, means, strict=True):
-        if mean is None:
+        if mean is None or task.type == "rank":  # rank scores are shift-free
             continue
         if task.type == "binary":
             rate = min(max(mean, 1e-4), 1.0 - 1e-4)
@@ -130,6 +135,7 @@ class Trainer:
         esmm: tuple[int, int] | None = None,
         progress: bool = True,
         dist: Distributed | None = None,
+        esm2: tuple[int, int, int] | None = None,
     ) -> None:
         self.dist = dist or Distributed()
         self.model, self.config = model.to(self.dist.device), config
@@ -139,6 +145,7 @@ class Trainer:
             [config.loss_kind(t.id, t.type) for t in self.tasks],
             config.huber_delta,
             esmm,
+            esm2,
         )
         self.weighting = build_weighting(config, self.tasks, model)
         self.weighting.reduce = self.dist.mean
@@ -163,6 +170,11 @@ class Trainer:
         ]
         if self.weighting.parameters():
             groups.append({"params": self.weighting.parameters(), "weight_decay": 0.0})
+        self.auxiliary, self.click_column = build_deepmcp(config, self.tasks, model)
+        if self.auxiliary is not None:  # DeepMCP's training-only subnets
+            groups.append(
+                {"params": list(self.auxiliary.parameters()), "weight_decay": config.weight_decay}
+            )
         self.optimizer = torch.optim.AdamW(groups, lr=config.lr)
         self.calibrate = config.arch.name == "aitm" and config.calibration_weight > 0
         self.progress = progress
@@ -175,14 +187,17 @@ class Trainer:
         show = self.progress and self.dist.is_main
         bar = tqdm(feed.epoch(epoch), desc=f"epoch {epoch + 1}", disable=not show, leave=False)
         for inputs, labels in bar:
-            inputs = {k: v.to(device) for k, v in inputs.items()}
+            inputs, weights, groups = split_extras({k: v.to(device) for k, v in inputs.items()})
             labels = labels.to(device)
             self.optimizer.zero_grad(set_to_none=True)
             out = self.step_model(inputs)
-            losses = task_losses(out, labels, self.loss_spec)  # (T,)
+            losses = task_losses(out, labels, self.loss_spec, weights, groups)  # (T,)
             extra = None
             if self.calibrate:
                 extra = self.config.calibration_weight * calibration_loss(out, self.loss_spec)
+            if self.auxiliary is not None:
+                aux = self.auxiliary.loss(self.model, inputs, labels[:, self.click_column])
+                extra = aux if extra is None else extra + aux
             self.weighting.backward(losses, extra)
             for p in self.weighting.parameters():  # learnable loss weights DDP does not own
                 if p.grad is not None:
@@ -195,22 +210,35 @@ class Trainer:
             )
         return self.dist.mean(sums / max(steps, 1)).tolist()
 
-    def _validate(self, feed: Feed) -> tuple[dict[str, Any], Prediction, Tensor]:
+    def _validate(self, feed: Feed) -> tuple[dict[str, Any], Prediction, list[float]]:
         """Metrics over every rank's validation rows (gathered, not averaged), the prediction
-        and the labels, the same on every rank."""
+        and the per-task validation losses, the same on every rank."""
         labels: list[Tensor] = []
+        extras: list[tuple[Tensor | None, Tensor | None]] = []
 
         def inputs() -> Iterator[dict[str, Tensor]]:
             for x, y in feed.validation(self.config.eval_batch_size):
                 labels.append(y)
-                yield x
+                model_inputs, weights, groups = split_extras(x)
+                extras.append((weights, groups))
+                yield model_inputs
 
         gather = self.dist.gather if self.dist.active else None
         prediction = predict_batches(self.model, inputs(), gather=gather)
         y = self.dist.gather(torch.cat(labels) if labels else torch.zeros(0, len(self.tasks)))
+
+        def joined(i: int) -> Tensor | None:  # every rank's sample weights / request codes
+            parts = [part for part in (e[i] for e in extras) if part is not None]
+            return self.dist.gather(torch.cat(parts)) if parts else None
+
+        w, g = joined(0), joined(1)
         columns = {t.id: y[:, k].numpy().astype(np.float64) for k, t in enumerate(self.tasks)}
         pred = prediction.output.pred.numpy().astype(np.float64)
-        return compute_metrics(self.tasks, self.derived, columns, pred), prediction, y
+        groups = None if g is None else g.numpy()
+        metrics = compute_metrics(
+            self.tasks, self.derived, columns, pred, weight_columns(w), groups
+        )
+        return metrics, prediction, validation_losses(prediction, y, self.loss_spec, w, g)
 
     def _score(self, metrics: dict[str, Any], val_losses: list[float]) -> float:
         """Higher is better: mean AUC, or minus the mean validation loss."""
@@ -244,8 +272,7 @@ class Trainer:
             weights = self.weighting.weights().tolist()
             train_losses = self._train_epoch(feed, epoch)
             self.weighting.end_epoch(train_losses)
-            metrics, prediction, val_labels = self._validate(feed)
-            val_losses = validation_losses(prediction, val_labels, self.loss_spec)
+            metrics, prediction, val_losses = self._validate(feed)
             score = self._score(metrics, val_losses)
             result.history.append(
                 {

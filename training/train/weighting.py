@@ -136,7 +136,7 @@ class UncertaintyWeighting(LossWeighting):
         return total.detach()
 
 
-def _flat_grads(loss: Tensor, params: Sequence[Tensor]) -> Tensor:
+def flat_grads(loss: Tensor, params: Sequence[Tensor]) -> Tensor:
     grads = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
     return torch.cat(
         [
@@ -192,7 +192,7 @@ class GradNorm(LossWeighting):
             self.shared = self._choose_shared(losses)
         k = len(losses)
         norms = torch.stack(
-            [_flat_grads(losses[i], self.shared).norm() for i in range(k)]
+            [flat_grads(losses[i], self.shared).norm() for i in range(k)]
         )  # (T,) ||grad_W L_k||
         averaged = self.reduce(torch.cat([norms, losses.detach()]).cpu())  # over ranks
         norms, seen = averaged[:k], averaged[k:]
@@ -246,9 +246,9 @@ class PCGrad(LossWeighting):
 
     def backward(self, losses: Tensor, extra: Tensor | None = None) -> Tensor:
         weighted = self.base.to(losses.device) * losses
-        rows = [_flat_grads(weighted[k], self.params) for k in range(len(losses))]
+        rows = [flat_grads(weighted[k], self.params) for k in range(len(losses))]
         if extra is not None:
-            rows.append(_flat_grads(extra, self.params))
+            rows.append(flat_grads(extra, self.params))
         grads = self.reduce(torch.stack(rows))  # (T [+ 1], P), averaged over ranks
         merged = self.project(grads[: len(losses)])
         if extra is not None:

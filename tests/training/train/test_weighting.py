@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from training.train.pareto import ParetoWeighting, pe_ltr_weights, project_to_simplex
 from training.train.weighting import (
     DynamicWeightAverage,
     FixedWeights,
@@ -101,3 +103,48 @@ def test_pcgrad_leaves_agreeing_gradients_as_their_sum_and_fills_param_grads():
     y = nn.Parameter(torch.tensor([1.0, 1.0]))
     PCGrad([1.0, 1.0], [y], seed=0).backward(torch.stack([y[0], y[1] - y[0]]))
     torch.testing.assert_close(y.grad, torch.tensor([0.5, 1.5]))
+
+
+def test_pe_ltr_weights_are_the_min_norm_point_of_orthogonal_gradients():
+    grads = np.array([[1.0, 0.0], [0.0, 2.0]])  # min w1^2 + 4 w2^2 on w1 + w2 = 1
+    np.testing.assert_allclose(pe_ltr_weights(grads, [0.0, 0.0]), [0.8, 0.2], atol=1e-9)
+
+
+def test_pe_ltr_lower_bounds_hold_when_the_free_optimum_violates_them():
+    grads = np.array([[1.0, 0.0], [0.0, 2.0]])
+    # relaxed KKT gives w_hat = (0.8, -0.1); the projection keeps w2 at its bound 0.3
+    np.testing.assert_allclose(pe_ltr_weights(grads, [0.0, 0.3]), [0.7, 0.3], atol=1e-9)
+
+
+def test_pe_ltr_balances_conflicting_gradients_to_a_zero_norm_combination():
+    grads = np.array([[1.0, 1.0], [-2.0, -2.0], [0.0, 3.0]])
+    w = pe_ltr_weights(grads, [0.05, 0.05, 0.05])
+    assert w.sum() == pytest.approx(1.0)
+    assert (w >= 0.05 - 1e-12).all()
+    combined = w @ grads
+    assert np.linalg.norm(combined) < np.linalg.norm(grads, axis=1).min()
+
+
+def test_pe_ltr_gives_a_task_without_gradient_only_its_bound():
+    grads = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])  # task 1: no in-space rows
+    np.testing.assert_allclose(pe_ltr_weights(grads, [0.1, 0.1, 0.1]), [0.45, 0.1, 0.45])
+
+
+def test_pe_ltr_refuses_bounds_that_leave_no_free_weight():
+    with pytest.raises(ValueError, match="summing to less than 1"):
+        pe_ltr_weights(np.eye(2), [0.5, 0.5])
+
+
+def test_simplex_projection_is_the_nearest_point_of_the_scaled_simplex():
+    np.testing.assert_allclose(project_to_simplex(np.array([0.8, -0.1]), 0.7), [0.7, 0.0])
+    np.testing.assert_allclose(project_to_simplex(np.array([0.2, 0.3]), 1.0), [0.45, 0.55])
+
+
+def test_pareto_weighting_steps_with_the_solved_weights():
+    x = nn.Parameter(torch.tensor([1.0, 2.0]))
+    weighting = ParetoWeighting([0.0, 0.0], [x])
+    total = weighting.backward(torch.stack([x[0] ** 2, x[1] ** 2]))  # grads (2, 0) and (0, 4)
+    torch.testing.assert_close(weighting.weights(), torch.tensor([0.8, 0.2]))
+    # T * (0.8 * grad_0 + 0.2 * grad_1) with T = 2 tasks
+    torch.testing.assert_close(x.grad, torch.tensor([3.2, 1.6]))
+    assert float(total) == pytest.approx(2 * (0.8 * 1.0 + 0.2 * 4.0))
