@@ -82,7 +82,9 @@ def test_service_on_a_redis_cluster_url_fills_features_and_caches_users(
     _store_items(redis_cluster, prefix, example)
     with AppClient(make_app()) as client:
         expected = client.post("/rank", json=example).json()["items"]
-    app = make_app(redis_url=redis_cluster, redis_prefix=prefix, redis_timeout_ms=2000)
+    app = make_app(
+        redis_url=redis_cluster, redis_prefix=prefix, redis_timeout_ms=2000, feature_budget_ms=2000
+    )
     with AppClient(app) as client:
         first = client.post("/rank", json={**_bare(example), "explain": True}).json()
         second = client.post("/rank", json={**_bare(example), "explain": True}).json()
