@@ -69,7 +69,7 @@ def test_publish_writes_a_verified_current_version_with_report_and_plots(
     store = ModelStore(published.store)
     assert store.current(MODEL) == published.first_version
     assert {"user.onnx", "candidates.onnx", "fusion.yaml", "metrics.json"} <= set(manifest.files)
-    assert "plots/loss_curves.png" in manifest.files
+    assert "plots/training_curves.png" in manifest.files
     assert manifest.architecture == "mmoe"
     assert manifest.verification.max_abs_diff <= 1e-5
     assert manifest.feature_spec.is_fitted

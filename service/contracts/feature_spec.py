@@ -4,12 +4,15 @@ A YAML file lists user, item, context and training-only features. Categorical fe
 by a fitted vocabulary (index 0 = missing or out of vocabulary) or by stable hashing into N buckets;
 numeric features are clipped, optionally log1p-ed and standardised with statistics fitted on training
 data; a behaviour sequence (DUPN-style user history) is a list of item ids encoded exactly like one
-item categorical feature. ``service.contracts.fitting.fit_spec`` fills the fitted fields and
+item categorical feature. A bucketized feature cuts a number at boundaries (given, or fitted on
+training quantiles) into buckets with one embedding each, optionally beside its scaled value, for
+numbers whose effect is not monotone. ``service.contracts.fitting.fit_spec`` fills the fitted fields and
 ``service.contracts.transform.FeatureTransform`` turns raw values into model arrays.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, overload
@@ -18,9 +21,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Side = Literal["user", "item", "context", "training"]
-Kind = Literal["categorical", "numeric", "sequence"]
+Kind = Literal["categorical", "numeric", "sequence", "bucketized"]
 SIDES: tuple[Side, ...] = ("user", "item", "context", "training")
 DEFAULT_MAX_VOCAB = 10_000
+DEFAULT_MAX_BUCKETS = 16
 
 
 class _Feature(BaseModel):
@@ -84,10 +88,9 @@ class NumericStats(BaseModel):
     clip_hi: float | None = Field(default=None, allow_inf_nan=False)
 
 
-class NumericFeature(_Feature):
-    """A number: clip -> log1p -> (x - mean) / std. Missing values take ``default``."""
+class _Scaled(_Feature):
+    """A number's scaling: clip -> log1p -> (x - mean) / std; missing values take ``default``."""
 
-    kind: Literal["numeric"]
     default: float | None = Field(default=None, allow_inf_nan=False)  # raw space; None: the mean
     clip: tuple[float, float] | Literal["auto"] | None = None  # auto: 0.1% / 99.9% quantiles
     log1p: bool = False  # for counts, prices, durations: values below 0 count as 0
@@ -95,7 +98,7 @@ class NumericFeature(_Feature):
     stats: NumericStats | None = None
 
     @model_validator(mode="after")
-    def _clip_is_an_interval(self) -> NumericFeature:
+    def _clip_is_an_interval(self) -> _Scaled:
         if isinstance(self.clip, tuple):
             lo, hi = self.clip
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
@@ -104,9 +107,56 @@ class NumericFeature(_Feature):
                 )
         return self
 
+
+class NumericFeature(_Scaled):
+    """A number: clip -> log1p -> (x - mean) / std. Missing values take ``default``."""
+
+    kind: Literal["numeric"]
+
     @property
     def is_fitted(self) -> bool:
         return self.stats is not None
+
+
+class BucketizedFeature(_Scaled):
+    """A number cut into buckets, one embedding per bucket, for effects that are not monotone.
+
+    Index 0 = missing (when ``default`` is null); a value x falls into bucket
+    ``1 + #{b in boundaries: b <= x}`` (boundaries are lower-inclusive edges), so the cardinality
+    is ``len(boundaries) + 2``. ``boundaries`` are given, or fitted on the training rows as about
+    ``max_buckets`` equal-frequency buckets in which a value holding a large share of the rows (a
+    spike such as capital_gain = 0) gets a bucket of its own. ``keep_value`` also emits the scaled
+    value (clip -> log1p -> standardise, like a numeric feature) as a numeric column.
+    """
+
+    kind: Literal["bucketized"]
+    boundaries: list[float] | None = None  # strictly increasing lower edges of buckets 2, 3, ...
+    max_buckets: int = Field(default=DEFAULT_MAX_BUCKETS, ge=2, le=100_000)
+    keep_value: bool = False
+    embedding_dim: int | None = Field(default=None, ge=1)  # None: the model's rule of thumb
+
+    @model_validator(mode="after")
+    def _increasing_boundaries(self) -> BucketizedFeature:
+        edges = self.boundaries
+        if edges is not None:
+            if not all(math.isfinite(b) for b in edges):
+                raise ValueError(f"feature {self.name!r}: boundaries must be finite numbers")
+            if any(b >= c for b, c in itertools.pairwise(edges)):
+                raise ValueError(f"feature {self.name!r}: boundaries must be strictly increasing")
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.boundaries is not None and (not self.keep_value or self.stats is not None)
+
+    @property
+    def cardinality(self) -> int:
+        """Number of indices: missing (0) plus one per bucket."""
+        if self.boundaries is None:
+            raise ValueError(
+                f"feature {self.name!r} has no boundaries yet: fit the spec on training data first"
+            )
+        return len(self.boundaries) + 2
 
 
 class SequenceFeature(_Feature):
@@ -128,8 +178,13 @@ class SequenceFeature(_Feature):
 
 
 Feature = Annotated[
-    CategoricalFeature | NumericFeature | SequenceFeature, Field(discriminator="kind")
+    CategoricalFeature | NumericFeature | SequenceFeature | BucketizedFeature,
+    Field(discriminator="kind"),
 ]
+# Features whose values land in a ``*_cat`` column (an index into an embedding table) ...
+CategoricalColumn = CategoricalFeature | BucketizedFeature
+# ... and in a ``*_num`` column (a scaled number).
+NumericColumn = NumericFeature | BucketizedFeature
 
 
 class FeatureSpec(BaseModel):
@@ -160,7 +215,9 @@ class FeatureSpec(BaseModel):
     def is_fitted(self) -> bool:
         return all(f.is_fitted for f in self.features)
 
-    def feature(self, name: str) -> CategoricalFeature | NumericFeature | SequenceFeature:
+    def feature(
+        self, name: str
+    ) -> CategoricalFeature | NumericFeature | SequenceFeature | BucketizedFeature:
         for f in self.features:
             if f.name == name:
                 return f
@@ -172,9 +229,16 @@ class FeatureSpec(BaseModel):
     def features_of(self, side: Side, kind: Literal["numeric"]) -> list[NumericFeature]: ...
     @overload
     def features_of(self, side: Side, kind: Literal["sequence"]) -> list[SequenceFeature]: ...
+    @overload
+    def features_of(self, side: Side, kind: Literal["bucketized"]) -> list[BucketizedFeature]: ...
     def features_of(
         self, side: Side, kind: Kind
-    ) -> list[CategoricalFeature] | list[NumericFeature] | list[SequenceFeature]:
+    ) -> (
+        list[CategoricalFeature]
+        | list[NumericFeature]
+        | list[SequenceFeature]
+        | list[BucketizedFeature]
+    ):
         """Features of one side and kind, in spec order."""
         if kind == "categorical":
             return [
@@ -184,18 +248,44 @@ class FeatureSpec(BaseModel):
             return [f for f in self.features if isinstance(f, NumericFeature) and f.side == side]
         if kind == "sequence":
             return [f for f in self.features if isinstance(f, SequenceFeature) and f.side == side]
-        raise ValueError(f"unknown feature kind {kind!r}: use categorical, numeric or sequence")
+        if kind == "bucketized":
+            return [f for f in self.features if isinstance(f, BucketizedFeature) and f.side == side]
+        raise ValueError(
+            f"unknown feature kind {kind!r}: use categorical, numeric, sequence or bucketized"
+        )
+
+    def categorical_columns(self, side: Side) -> list[CategoricalColumn]:
+        """The features of ``side`` behind its ``*_cat`` columns, in column (spec) order:
+        categorical features and the bucket index of bucketized ones."""
+        return [
+            f
+            for f in self.features
+            if isinstance(f, CategoricalFeature | BucketizedFeature) and f.side == side
+        ]
+
+    def numeric_columns(self, side: Side) -> list[NumericColumn]:
+        """The features of ``side`` behind its ``*_num`` columns, in column (spec) order:
+        numeric features and the scaled value of bucketized ones with ``keep_value``."""
+        return [
+            f
+            for f in self.features
+            if f.side == side
+            and (
+                isinstance(f, NumericFeature) or (isinstance(f, BucketizedFeature) and f.keep_value)
+            )
+        ]
 
     def cardinalities(self, side: Side) -> list[int]:
         """Cardinality of each categorical column of ``side`` (the ``*_cat`` columns, in order)."""
-        return [f.cardinality for f in self.features_of(side, "categorical")]
+        return [f.cardinality for f in self.categorical_columns(side)]
 
     def names(self, side: Side) -> list[str]:
         """Raw feature names of one side, in spec order (the keys a request sends for it)."""
         return [f.name for f in self.features if f.side == side]
 
     def numeric_names(self, side: Side) -> list[str]:
-        return [f.name for f in self.features_of(side, "numeric")]
+        """The feature behind each ``*_num`` column of ``side``, in column order."""
+        return [f.name for f in self.numeric_columns(side)]
 
     def sequences(self) -> list[SequenceFeature]:
         """The behaviour sequences (user side), in the order of ``user_seq``'s S axis."""

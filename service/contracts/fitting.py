@@ -1,4 +1,5 @@
-"""Fit a feature spec's fitted fields (vocabularies, clip bounds, mean/std) from data, in one pass.
+"""Fit a feature spec's fitted fields (vocabularies, bucket boundaries, clip bounds, mean/std)
+from data, in one pass.
 
 Run once on the training split; the fitted spec is saved next to the model and embedded in its
 manifest, so serving applies exactly the statistics training used. Values are read with the same
@@ -14,7 +15,9 @@ coercion as the transform (``service.contracts.coercion``): missing and invalid 
   largest ``ceil(0.001 * rows) + 3`` values kept exactly (``rows``: an upper bound on the rows the
   fitter will see, given up front), i.e. 0.2% of a numeric column;
 * mean and std of the clipped (and log1p-ed) values: shifted sums over every value, corrected for
-  the clipped values, which all lie in those kept tails.
+  the clipped values, which all lie in those kept tails;
+* bucket boundaries (``kind: bucketized``): exact counts of every distinct number (16 bytes per
+  distinct value), cut by ``bucket_boundaries``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy.typing as npt
 
 from service.contracts.coercion import Column, ids_of, numbers_of, sequences_of
 from service.contracts.feature_spec import (
+    BucketizedFeature,
     CategoricalFeature,
     FeatureSpec,
     NumericFeature,
@@ -50,8 +54,10 @@ def fit_spec(spec: FeatureSpec, columns: Mapping[str, Column]) -> FeatureSpec:
     frequent first, ties in code-point order, at most ``max_vocab``; an item feature used by a
     sequence is fitted on its own column plus every id of those sequences (one shared table).
     Numeric stats: clip bounds (given, or the 0.1% / 99.9% quantiles for ``clip: auto``), then mean
-    and std of the clipped (and log1p-ed) values; a constant feature gets std 1. Features already
-    fitted (a declared vocabulary, given stats) and hashed features are kept as they are.
+    and std of the clipped (and log1p-ed) values; a constant feature gets std 1. Bucketized
+    features: boundaries by ``bucket_boundaries`` unless given, stats when ``keep_value``.
+    Features already fitted (a declared vocabulary, given stats) and hashed features are kept as
+    they are.
     """
     rows = max((len(c) for c in columns.values()), default=0)
     fitter = SpecFitter(spec, max_rows=rows)
@@ -116,7 +122,7 @@ class _Moments:
 
 @dataclass
 class _NumericFit:
-    feature: NumericFeature
+    feature: NumericFeature | BucketizedFeature
     keep: int  # values kept in each tail (clip: auto)
     count: int = 0  # usable values seen
     moments: _Moments = field(default_factory=_Moments)  # of g(x), or of h(x) for clip: auto
@@ -169,6 +175,50 @@ class _NumericFit:
         return NumericStats(mean=mean, std=std, clip_lo=lo, clip_hi=hi)
 
 
+@dataclass
+class _DistinctCounts:
+    """Every distinct number seen and how often (sorted), mergeable across batches and shards."""
+
+    values: Floats = field(default_factory=lambda: np.empty(0))
+    counts: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def add(self, values: Floats, counts: npt.NDArray[np.int64]) -> None:
+        merged, index = np.unique(np.concatenate([self.values, values]), return_inverse=True)
+        weights = np.concatenate([self.counts, counts])
+        self.values, self.counts = merged, np.bincount(index, weights, merged.size).astype(np.int64)
+
+    def update(self, x: Floats) -> None:
+        values, counts = np.unique(x, return_counts=True)
+        self.add(values, counts.astype(np.int64))
+
+
+def bucket_boundaries(
+    values: Floats, counts: npt.NDArray[np.int64], max_buckets: int
+) -> list[float]:
+    """Lower-inclusive bucket edges for about ``max_buckets`` equal-frequency buckets of the
+    distinct ``values`` (sorted) seen ``counts`` times.
+
+    A value holding at least 1/max_buckets of the rows (a spike: zero capital gains, a default
+    price) gets a bucket of its own, bounded by itself and the next larger value seen; the other
+    values share the remaining buckets by quantiles. Edges are values seen in training, so a
+    bucket never starts between two training values at an arbitrary point.
+    """
+    if values.size <= max_buckets:  # few distinct values: one bucket each
+        return [float(v) for v in values[1:]]
+    total = int(counts.sum())
+    spike = counts * max_buckets >= total  # (distinct,)
+    edges = [values[1:][spike[:-1]], values[spike]]  # each spike starts a bucket and ends one
+    rest_counts = np.where(spike, 0, counts)
+    n_rest, buckets_left = int(rest_counts.sum()), max_buckets - int(spike.sum())
+    if n_rest and buckets_left > 1:
+        # the distinct value at each quantile of the non-spike rows (inverted CDF, no interpolation)
+        cumulative = np.cumsum(rest_counts)
+        targets = n_rest * np.arange(1, buckets_left) / buckets_left
+        edges.append(values[np.searchsorted(cumulative, targets, side="right")])
+    merged = np.unique(np.concatenate(edges))
+    return [float(v) for v in merged if v > values[0]]
+
+
 def _smallest(x: Floats, k: int) -> Floats:
     if x.size > k:
         x = np.partition(x, k - 1)[:k]
@@ -202,12 +252,18 @@ class SpecFitter:
         keep = math.ceil(AUTO_CLIP_QUANTILES[0] * max(max_rows, 1)) + 3
         self.counts: dict[str, Counter[str]] = {}
         self.numeric: dict[str, _NumericFit] = {}
+        self.distinct: dict[str, _DistinctCounts] = {}  # bucketized features without boundaries
         self.invalid: Counter[str] = Counter()
         for feature in spec.features:
             if isinstance(feature, CategoricalFeature) and not feature.is_fitted:
                 self.counts[feature.name] = Counter()
             elif isinstance(feature, NumericFeature) and not feature.is_fitted:
                 self.numeric[feature.name] = _NumericFit(feature, keep)
+            elif isinstance(feature, BucketizedFeature) and not feature.is_fitted:
+                if feature.boundaries is None:
+                    self.distinct[feature.name] = _DistinctCounts()
+                if feature.keep_value and feature.stats is None:
+                    self.numeric[feature.name] = _NumericFit(feature, keep)
 
     def update(self, columns: Mapping[str, Column]) -> None:
         """Add one batch of rows (a column per feature, as in ``fit_spec``)."""
@@ -220,10 +276,13 @@ class SpecFitter:
                     elements = sequences_of(_column(seq.name, columns)).elements
                     counter.update(_count(elements.strings))
                     self.invalid[name] += int(elements.invalid.sum())
-        for name, fit in self.numeric.items():
+        for name in self.numeric.keys() | self.distinct.keys():
             numbers = numbers_of(_column(name, columns))
-            usable = ~(numbers.missing | numbers.invalid | numbers.nonfinite)
-            fit.update(numbers.values[usable])
+            usable = numbers.values[~(numbers.missing | numbers.invalid | numbers.nonfinite)]
+            if name in self.numeric:
+                self.numeric[name].update(usable)
+            if name in self.distinct:
+                self.distinct[name].update(usable)
 
     def merge(self, other: SpecFitter) -> None:
         """Add another shard's fitter (same spec) to this one."""
@@ -231,6 +290,8 @@ class SpecFitter:
             counter.update(other.counts[name])
         for name, fit in self.numeric.items():
             fit.merge(other.numeric[name])
+        for name, distinct in self.distinct.items():
+            distinct.add(other.distinct[name].values, other.distinct[name].counts)
         self.invalid.update(other.invalid)
 
     def result(self) -> FeatureSpec:
@@ -240,12 +301,30 @@ class SpecFitter:
             if feature.name in self.counts:
                 assert isinstance(feature, CategoricalFeature)
                 fitted.append(feature.model_dump() | {"vocabulary": self._vocabulary(feature)})
+            elif isinstance(feature, BucketizedFeature) and not feature.is_fitted:
+                fitted.append(feature.model_dump() | self._buckets(feature))
             elif feature.name in self.numeric:
                 stats = self.numeric[feature.name].stats()
                 fitted.append(feature.model_dump() | {"stats": stats.model_dump()})
             else:
                 fitted.append(feature.model_dump())
         return FeatureSpec.model_validate({"name": self.spec.name, "features": fitted})
+
+    def _buckets(self, feature: BucketizedFeature) -> dict[str, object]:
+        """The fitted fields of a bucketized feature: boundaries and (keep_value) stats."""
+        fields: dict[str, object] = {}
+        if feature.name in self.distinct:
+            distinct = self.distinct[feature.name]
+            if distinct.values.size == 0:
+                raise ValueError(
+                    f"bucketized feature {feature.name!r}: no finite number in the training "
+                    "data to fit its boundaries; check the column or give boundaries"
+                )
+            edges = bucket_boundaries(distinct.values, distinct.counts, feature.max_buckets)
+            fields["boundaries"] = edges
+        if feature.name in self.numeric:
+            fields["stats"] = self.numeric[feature.name].stats().model_dump()
+        return fields
 
     def _vocabulary(self, feature: CategoricalFeature) -> list[str]:
         if self.invalid[feature.name]:

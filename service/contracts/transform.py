@@ -4,11 +4,12 @@ Training (``strict=False``) and serving (``strict=True``) call this same code, s
 serving time exactly the encoding it was trained on. Every column is converted with numpy: typed
 arrays never touch Python per row; object columns (JSON lists, pandas ``to_numpy()``) are split by
 element type with C-level passes (``map(type, ...)``), and strings hash in a loop over byte
-positions (``service.contracts.hashing``).
+positions (``service.contracts.hashing``). A bucketized number becomes a bucket index (one
+``searchsorted`` per column) and, with ``keep_value``, its scaled value beside the numerics.
 
 Outcomes (both modes unless said): absent key / ``None`` / pandas NA -> the numeric default, index 0
 or an empty sequence; ``required`` feature absent -> ``FeatureValueError``; unknown categorical -> 0;
-NaN/Inf numeric, wrong types (``bool``, a string for a number, a number for a list, a non-integral
+NaN/Inf numeric (plain or bucketized), wrong types (``bool``, a string for a number, a number for a list, a non-integral
 float for an id) -> ``FeatureValueError`` when strict, the default / 0 / empty when lenient. A NaN
 in a categorical column is pandas' missing marker and counts as missing. Ids are canonical strings:
 ``42``, ``42.0`` and ``"42"`` are the same id. A sequence keeps its last ``max_length`` ids.
@@ -36,6 +37,7 @@ from service.contracts.coercion import (
 )
 from service.contracts.feature_spec import (
     SIDES,
+    BucketizedFeature,
     CategoricalFeature,
     FeatureSpec,
     NumericFeature,
@@ -99,7 +101,7 @@ class _Encoder:
 class _NumericPipeline:
     """clip -> log1p (of max(x, 0)) -> (x - mean) / std, with the fitted statistics."""
 
-    def __init__(self, feature: NumericFeature) -> None:
+    def __init__(self, feature: NumericFeature | BucketizedFeature) -> None:
         stats = feature.stats
         if stats is None:
             raise ValueError(f"numeric feature {feature.name!r} has no fitted stats")
@@ -120,6 +122,21 @@ class _NumericPipeline:
         if self.standard:
             x = (x - self.mean) / self.std
         return x
+
+
+class _Buckets:
+    """A number -> its bucket index: 0 when missing, else 1 + #{boundaries <= x}."""
+
+    def __init__(self, feature: BucketizedFeature) -> None:
+        if feature.boundaries is None:
+            raise ValueError(f"bucketized feature {feature.name!r} has no fitted boundaries")
+        self.edges = np.asarray(feature.boundaries, dtype=np.float64)
+        self.value = _NumericPipeline(feature) if feature.keep_value else None
+        self.default = feature.default
+
+    def index(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        found: npt.NDArray[np.int64] = np.searchsorted(self.edges, x, side="right") + 1
+        return found
 
 
 def _field(prefix: str, name: str) -> str:
@@ -148,6 +165,9 @@ class FeatureTransform:
         self._pipelines = {
             f.name: _NumericPipeline(f) for f in spec.features if isinstance(f, NumericFeature)
         }
+        self._buckets = {
+            f.name: _Buckets(f) for f in spec.features if isinstance(f, BucketizedFeature)
+        }
         self.max_length = max((s.max_length for s in spec.sequences()), default=0)
 
     def transform_records(
@@ -173,15 +193,24 @@ class FeatureTransform:
             if side not in wanted:
                 continue
             group = GROUP_NAMES[side]
-            categorical = self.spec.features_of(side, "categorical")
+            categorical = self.spec.categorical_columns(side)
             cat = np.zeros((n_rows, len(categorical)), dtype=np.int64)
+            scaled: dict[str, npt.NDArray[np.float32]] = {}  # bucketized keep_value columns
             for j, feature in enumerate(categorical):
-                cat[:, j] = self._categorical(feature, columns, n_rows, field_prefix)
+                if isinstance(feature, BucketizedFeature):
+                    cat[:, j], value = self._bucketized(feature, columns, n_rows, field_prefix)
+                    if value is not None:
+                        scaled[feature.name] = value
+                else:
+                    cat[:, j] = self._categorical(feature, columns, n_rows, field_prefix)
             arrays[f"{group}_cat"] = cat
-            numeric = self.spec.features_of(side, "numeric")
+            numeric = self.spec.numeric_columns(side)
             num = np.zeros((n_rows, len(numeric)), dtype=np.float32)
             for j, num_feature in enumerate(numeric):
-                num[:, j] = self._numeric(num_feature, columns, n_rows, field_prefix)
+                if isinstance(num_feature, BucketizedFeature):
+                    num[:, j] = scaled[num_feature.name]
+                else:
+                    num[:, j] = self._numeric(num_feature, columns, n_rows, field_prefix)
             arrays[f"{group}_num"] = num
             if side == "user":
                 sequences = self.spec.sequences()
@@ -235,14 +264,11 @@ class FeatureTransform:
             raise FeatureValueError(field, problem + ": send ids as strings or integers", row=k)
         raise FeatureValueError(field, problem + ": send a list of item ids", row=int(row_of[k]))
 
-    def _numeric(
-        self, feature: NumericFeature, columns: Mapping[str, Column], n_rows: int, prefix: str
-    ) -> npt.NDArray[np.float32]:
-        field = _field(prefix, feature.name)
-        column = self._column(feature.name, feature.required, columns, n_rows, field)
-        pipeline = self._pipelines[feature.name]
-        if column is None:
-            return np.full(n_rows, pipeline.fill, dtype=np.float32)
+    def _numbers(
+        self, feature: NumericFeature | BucketizedFeature, column: Column, field: str
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """The column's floats and the rows to fill with the default (missing, or bad when
+        lenient); strict mode refuses wrong types and NaN / Inf naming the field and row."""
         numbers: Numbers = numbers_of(column)
         self._check_missing(feature.required, numbers.missing, field)
         if self.strict and numbers.invalid.any():
@@ -254,10 +280,36 @@ class FeatureTransform:
             problem = f"{describe(numbers.source[k])} is not a finite number: send a finite number or omit it"
             raise FeatureValueError(field, problem, row=k)
         fill = numbers.missing | numbers.invalid | numbers.nonfinite
-        with np.errstate(all="ignore"):
-            values = pipeline.apply(np.where(fill, 0.0, numbers.values))
-        values = np.where(fill, pipeline.fill, values)
-        return np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+        return numbers.values, fill
+
+    def _numeric(
+        self, feature: NumericFeature, columns: Mapping[str, Column], n_rows: int, prefix: str
+    ) -> npt.NDArray[np.float32]:
+        field = _field(prefix, feature.name)
+        column = self._column(feature.name, feature.required, columns, n_rows, field)
+        pipeline = self._pipelines[feature.name]
+        if column is None:
+            return np.full(n_rows, pipeline.fill, dtype=np.float32)
+        x, fill = self._numbers(feature, column, field)
+        return _scale(pipeline, x, fill)
+
+    def _bucketized(
+        self, feature: BucketizedFeature, columns: Mapping[str, Column], n_rows: int, prefix: str
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32] | None]:
+        """Bucket indices (n,) and, with ``keep_value``, the scaled values (n,)."""
+        field = _field(prefix, feature.name)
+        column = self._column(feature.name, feature.required, columns, n_rows, field)
+        buckets = self._buckets[feature.name]
+        if column is None:
+            x, fill = np.zeros(n_rows), np.ones(n_rows, dtype=np.bool_)
+        else:
+            x, fill = self._numbers(feature, column, field)
+        if buckets.default is not None:  # missing = the default value, in its bucket
+            x, fill = np.where(fill, buckets.default, x), np.zeros(n_rows, dtype=np.bool_)
+        with np.errstate(invalid="ignore"):
+            index = np.where(fill, 0, buckets.index(x))
+        value = None if buckets.value is None else _scale(buckets.value, x, fill)
+        return index, value
 
     def _sequence(
         self, feature: SequenceFeature, columns: Mapping[str, Column], n_rows: int, prefix: str
@@ -287,6 +339,16 @@ class FeatureTransform:
         keep = position >= dropped
         out[rows[keep], (position - dropped)[keep]] = codes[keep]
         return out
+
+
+def _scale(
+    pipeline: _NumericPipeline, x: npt.NDArray[np.float64], fill: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float32]:
+    """Scaled float32 values; ``fill`` rows take the pipeline's fill value."""
+    with np.errstate(all="ignore"):
+        values = pipeline.apply(np.where(fill, 0.0, x))
+    values = np.where(fill, pipeline.fill, values)
+    return np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
 
 
 def _check_sides(sides: Iterable[str]) -> frozenset[Side]:

@@ -15,7 +15,7 @@ request id named by ``group`` as integer codes in ``__group__``, so every split 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -92,6 +92,8 @@ class DatasetConfig(BaseModel):
     esm2: Esm2Spec | None = None
     # Behaviours in cascade order, e.g. [click, cart, convert] (NMTR); binary, impression space.
     funnel: list[str] | None = None
+    # A column of the impressions saying which rows are train / validation / test (splits.py).
+    split_column: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:
@@ -104,6 +106,8 @@ class DatasetConfig(BaseModel):
                 raise ValueError(f"{where} = {task_id!r} must name a binary task")
             return task
 
+        if self.split_column is not None and self.split_column in by_id:
+            raise ValueError(f"split_column {self.split_column!r} is a task label column")
         if self.esmm is not None:
             binary("esmm.ctr", self.esmm.ctr)
             binary("esmm.cvr", self.esmm.cvr)
@@ -180,34 +184,6 @@ class Dataset:
     def labels(self, task_id: str) -> npt.NDArray[np.float32]:
         """The task's label column as float32."""
         return self.frame[self.task(task_id).id].to_numpy(dtype=np.float32)
-
-    def split(self, seed: int, val_fraction: float) -> tuple[Dataset, Dataset]:
-        """Deterministic random split into (train, validation) by row."""
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction = {val_fraction} must be strictly between 0 and 1")
-        n = len(self.frame)
-        n_val = round(n * val_fraction)
-        if n_val < 1 or n_val >= n:
-            raise ValueError(
-                f"{n} rows cannot be split with val_fraction {val_fraction}: both parts need rows"
-            )
-        rng = np.random.default_rng(seed)
-        if GROUP_COLUMN in self.frame.columns:  # whole requests on one side
-            codes = self.frame[GROUP_COLUMN].to_numpy()
-            groups = np.unique(codes)
-            n_val_groups = round(len(groups) * val_fraction)
-            if n_val_groups < 1 or n_val_groups >= len(groups):
-                raise ValueError(
-                    f"{len(groups)} requests cannot be split with val_fraction {val_fraction}"
-                )
-            held = np.isin(codes, rng.permutation(groups)[:n_val_groups])
-            return self._subset(np.flatnonzero(~held)), self._subset(np.flatnonzero(held))
-        order = rng.permutation(n)
-        val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
-        return self._subset(train_rows), self._subset(val_rows)
-
-    def _subset(self, rows: npt.NDArray[np.int64]) -> Dataset:
-        return replace(self, frame=self.frame.iloc[rows].reset_index(drop=True))
 
     def entity_table(self, which: Literal["users", "items"]) -> pd.DataFrame:
         """The users or items feature table declared in dataset.yaml."""

@@ -1,7 +1,8 @@
 """A training run directory -> ``PublishInputs``: the model, held-out rows, warm-up requests, report.
 
-Held-out rows are the run's own validation split (the same ``Dataset.split(seed, val_fraction)``
-training used), so parity is checked on rows the model never trained on.
+Held-out rows are the run's own test rows, else its validation rows, split exactly as training
+split them (``training.train.run.held_out``), so parity is checked on rows the model never
+trained on.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from training.data.dataset import load_dataset
 from training.export.publish import PublishInputs, warmup_requests
 from training.export.verify import unsplit_reference
 from training.train.arrays import to_arrays
 from training.train.checkpoint import load_run
-from training.train.run import CONFIG_FILE, METRICS_FILE
+from training.train.run import CONFIG_FILE, METRICS_FILE, held_out
 
 logger = logging.getLogger(__name__)
 
@@ -38,20 +38,19 @@ def inputs_from_run(
     """Everything ``publish`` needs from ``RUN_DIR`` (written by ``python -m training train``)."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    dataset = load_dataset(data_dir or run.dataset_dir)
-    held_out = dataset.split(run.config.data_split_seed, run.config.val_fraction)[1].frame
-    held_out = held_out.head(rows).reset_index(drop=True)
-    if len(held_out) < 2:
+    part, dataset = held_out(run, data_dir)
+    frame = dataset.frame.head(rows).reset_index(drop=True)
+    if len(frame) < 2:
         raise ValueError(
-            f"only {len(held_out)} held-out rows in {dataset.dir}: publishing verifies on the "
-            "validation split, so the data set needs more rows"
+            f"only {len(frame)} held-out rows in {dataset.dir}: publishing verifies on the "
+            f"run's {part} rows, so the data set needs more rows"
         )
-    if len(held_out) < 1000:
-        logger.warning("verifying on %d held-out rows (fewer than 1,000)", len(held_out))
-    train_arrays = to_arrays(held_out, run.spec, run.tasks)
+    if len(frame) < 1000:
+        logger.warning("verifying on %d held-out %s rows (fewer than 1,000)", len(frame), part)
+    train_arrays = to_arrays(frame, run.spec, run.tasks)
     arrays = {name: np.ascontiguousarray(t.numpy()) for name, t in train_arrays.inputs.items()}
     warmup = warmup_requests(
-        held_out,
+        frame,
         run.spec.names("user"),
         run.spec.names("item"),
         run.spec.names("context"),

@@ -117,7 +117,7 @@ class InputLayout:
 
 def _group(spec: FeatureSpecLike, side: str) -> GroupLayout:
     cards = tuple(int(c) for c in spec.cardinalities(side))
-    features = spec.features_of(side, "categorical")
+    features = spec.categorical_columns(side)  # categorical and bucketized, in column order
     dims = tuple(
         int(f.embedding_dim) if f.embedding_dim is not None else default_embedding_dim(c)
         for f, c in zip(features, cards, strict=True)
@@ -135,6 +135,8 @@ class FeatureSpecLike(Protocol):
     def is_fitted(self) -> bool: ...
 
     def features_of(self, side: Any, kind: Any) -> Sequence[Any]: ...
+
+    def categorical_columns(self, side: Any) -> Sequence[Any]: ...
 
     def cardinalities(self, side: Any) -> list[int]: ...
 

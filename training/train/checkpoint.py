@@ -13,6 +13,7 @@ import torch
 
 from service.contracts.feature_spec import FeatureSpec
 from service.contracts.tasks import DerivedObjective, TaskSpec
+from training.data.splits import DataSources
 from training.models.layout import InputLayout
 from training.models.ranker import MultiTaskRanker
 from training.train.config import TrainConfig
@@ -40,8 +41,13 @@ class LoadedRun:
     spec: FeatureSpec  # fitted on the run's training split
     tasks: list[TaskSpec]
     derived: list[DerivedObjective]
-    dataset_dir: Path
+    sources: DataSources  # the data directories it trained, validated and tested on
     options: ModelOptions
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The training data directory."""
+        return self.sources.train
 
 
 def build_model(
@@ -65,7 +71,7 @@ def save_checkpoint(
     config: TrainConfig,
     spec: FeatureSpec,
     derived: Sequence[DerivedObjective],
-    dataset_dir: Path,
+    sources: DataSources,
     options: ModelOptions,
 ) -> Path:
     """Write ``checkpoint.pt``: plain tensors and JSON-able dicts (loads with weights_only)."""
@@ -75,7 +81,8 @@ def save_checkpoint(
         "feature_spec": spec.model_dump(mode="json"),
         "tasks": [t.model_dump(mode="json") for t in model.tasks],
         "derived": [d.model_dump(mode="json") for d in derived],
-        "dataset": str(Path(dataset_dir).resolve()),
+        "dataset": str(sources.train.resolve()),
+        "data": sources.as_json(),
         "model": {
             "esmm": list(options.esmm) if options.esmm else None,
             "position_bias_tasks": list(options.position_bias_tasks),
@@ -117,4 +124,5 @@ def load_run(run_dir: Path | str) -> LoadedRun:
     model = build_model(spec, tasks, config, options)
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    return LoadedRun(model, config, spec, tasks, derived, Path(payload["dataset"]), options)
+    sources = DataSources.from_json(payload.get("data") or {"train": payload["dataset"]})
+    return LoadedRun(model, config, spec, tasks, derived, sources, options)

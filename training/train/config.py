@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from training.data.splits import SplitPlan
 from training.models.config import ArchConfig
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -48,15 +49,37 @@ class WeightingConfig(_Strict):
     bounds: dict[str, float] = Field(default_factory=dict)
 
 
+MONITOR_METRICS = ("auc", "logloss", "mse", "mae", "ndcg@5", "ndcg@10", "mrr", "loss")
+
+
 class EarlyStoppingConfig(_Strict):
-    """Stop when the mean validation metric has not improved for ``patience`` epochs."""
+    """Stop when the monitored validation metric has not improved for ``patience`` epochs."""
 
     # Epochs without improvement before stopping (0 disables early stopping).
-    patience: int = Field(default=2, ge=0)
-    # "auc": mean AUC of binary tasks (higher is better); "loss": mean validation loss (lower).
+    patience: int = Field(default=3, ge=0)
+    # What chooses the epoch: "mean" (the mean of ``metric`` over tasks) or "TASK.METRIC" with
+    # METRIC one of auc, logloss (binary), mse, mae (regression), ndcg@5, ndcg@10, mrr (rank),
+    # loss (the task's validation loss), e.g. "income.auc", "watch_time.mse"; TASK may be a
+    # derived objective ("ctcvr.auc").
+    monitor: str = "mean"
+    # For monitor "mean": "auc", the mean AUC of binary tasks (higher is better), or "loss", the
+    # mean validation loss (lower is better).
     metric: Literal["auc", "loss"] = "auc"
     # Reload the best epoch's weights at the end.
     restore_best: bool = True
+
+    @field_validator("monitor")
+    @classmethod
+    def _task_dot_metric(cls, value: str) -> str:
+        if value == "mean":
+            return value
+        task, dot, metric = value.rpartition(".")
+        if not dot or not task or metric not in MONITOR_METRICS:
+            raise ValueError(
+                f"early_stopping.monitor {value!r}: use 'mean' or TASK.METRIC with METRIC one of "
+                f"{list(MONITOR_METRICS)} (e.g. income.auc)"
+            )
+        return value
 
 
 class DeepMCPConfig(_Strict):
@@ -86,10 +109,14 @@ class TrainConfig(_Strict):
     # Seeds the train/validation split alone; null: ``seed``. Fix it to compare seeds of one model
     # (or several models) on the same validation rows.
     split_seed: int | None = None
-    # Fraction of impressions held out for validation (Dataset.split).
+    # Fraction of impressions held out for validation (training.data.splits; ignored when the
+    # data set has a split column or validation rows come from --val-data).
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    # Passes over the training split (early stopping may end sooner).
-    epochs: int = Field(default=5, ge=1)
+    # Fraction held out as a test set, never seen by training nor by early stopping (0: no test
+    # set, the run reports validation metrics; ignored with a split column or --test-data).
+    test_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Most passes over the training split; early stopping usually ends the run sooner.
+    epochs: int = Field(default=50, ge=1)
     # Rows per optimisation step.
     batch_size: int = Field(default=1024, ge=1)
     # Adam learning rate (model parameters and learnable loss weights).
@@ -142,6 +169,52 @@ class TrainConfig(_Strict):
     def data_split_seed(self) -> int:
         """The seed of the train/validation split: ``split_seed``, else ``seed``."""
         return self.seed if self.split_seed is None else self.split_seed
+
+    @property
+    def split_plan(self) -> SplitPlan:
+        """How ``training.data.splits.split_rows`` splits a run's rows."""
+        return SplitPlan(self.data_split_seed, self.val_fraction, self.test_fraction, self.max_rows)
+
+    def for_tasks(
+        self, task_ids: Sequence[str], derived_ids: Sequence[str] = ()
+    ) -> tuple[TrainConfig, list[str]]:
+        """This config without per-task settings naming tasks the data set lacks, and a note
+        per dropped setting (a preset written for the simulator's ``click`` still trains Adult).
+
+        A monitor naming a missing task is an error: it is a choice, not a preset's default.
+        """
+        ids = set(task_ids)
+        notes: list[str] = []
+
+        def keep(what: str, names: Sequence[str]) -> list[str]:
+            dropped = [n for n in names if n not in ids]
+            if dropped:
+                notes.append(
+                    f"{what} names {dropped}, which this data set lacks (tasks: "
+                    f"{list(task_ids)}): ignored"
+                )
+            return [n for n in names if n in ids]
+
+        w = self.weighting
+        weighting = w.model_copy(
+            update={
+                "weights": {k: w.weights[k] for k in keep("weighting.weights", list(w.weights))},
+                "gamma": {k: w.gamma[k] for k in keep("weighting.gamma", list(w.gamma))},
+            }
+        )
+        update: dict[str, Any] = {
+            "weighting": weighting,
+            "losses": {k: self.losses[k] for k in keep("losses", list(self.losses))},
+        }
+        if self.position_bias_tasks is not None:
+            update["position_bias_tasks"] = keep("position_bias_tasks", self.position_bias_tasks)
+        monitor = self.early_stopping.monitor
+        if monitor != "mean" and monitor.rpartition(".")[0] not in ids | set(derived_ids):
+            raise ValueError(
+                f"early_stopping.monitor {monitor!r} names no task of this data set; tasks: "
+                f"{[*task_ids, *derived_ids]}"
+            )
+        return self.model_copy(update=update), notes
 
     def loss_kind(self, task_id: str, task_type: str) -> LossKind:
         """The configured loss of a task, or the default for its type."""

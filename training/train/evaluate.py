@@ -148,9 +148,3 @@ def evaluate_arrays(
     labels = data.label_columns(tasks)
     metrics = compute_metrics(tasks, derived, labels, pred, weight_columns(weights), codes)
     return metrics, prediction
-
-
-def mean_auc(metrics: dict[str, Any]) -> float | None:
-    """Mean AUC over binary tasks with a defined AUC (the default early-stopping metric)."""
-    values = [m["auc"] for m in metrics["tasks"].values() if m.get("auc") is not None]
-    return float(np.mean(values)) if values else None

@@ -1,9 +1,10 @@
-"""A training run end to end: data directory + config -> run directory (docs/design.md).
+"""A training run end to end: data directories + config -> run directory (docs/design.md).
 
-``train_run`` splits the impressions (``Dataset.split(seed, val_fraction)``, the split export uses
-to find held-out rows), fits the feature spec on the training rows only, trains, and writes
-checkpoint.pt, config.yaml, feature_spec.yaml, metrics.json, plots/ and data_card.json.
-``evaluate_run`` recomputes metrics.json for a run on a data directory.
+``train_run`` splits the rows (``training.data.splits``: a split column, --val-data / --test-data
+directories, or a seeded random split), fits the feature spec on the training rows only, trains
+with early stopping on the validation rows, scores the test rows (if any) once at the end, and
+writes checkpoint.pt, config.yaml, feature_spec.yaml, metrics.json, plots/ and data_card.json.
+``evaluate_run`` scores a trained run on a data directory into a separate file.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 import torch
 
 from training.data.dataset import Dataset, dataset_file, load_dataset
+from training.data.splits import DataSources, SplitName, split_rows
 from training.train.arrays import fit_on, to_arrays
-from training.train.checkpoint import ModelOptions, build_model, load_run, save_checkpoint
+from training.train.checkpoint import (
+    LoadedRun,
+    ModelOptions,
+    build_model,
+    load_run,
+    save_checkpoint,
+)
 from training.train.config import TrainConfig, dump_config
 from training.train.distributed import Distributed
 from training.train.evaluate import evaluate_arrays
-from training.train.plots import plot_gates, plot_loss_curves
+from training.train.plots import plot_gates, plot_training_curves
 from training.train.trainer import Trainer, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -32,6 +39,11 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 SPEC_FILE = "feature_spec.yaml"
+EVALUATION_FILE = "evaluation.json"
+VALIDATION_NOTE = (
+    "no test set: these are validation metrics, measured on the rows that chose the epoch "
+    "(optimistic); give --test-data DIR, a split column or test_fraction for test metrics"
+)
 
 
 @dataclass(frozen=True)
@@ -54,9 +66,7 @@ def model_options(config: TrainConfig, dataset: Dataset) -> ModelOptions:
         esmm = None if esmm is None or esmm[1] in esm2 else esmm  # ESM² supersedes ESMM's pair
     cascade = tuple(meta.funnel) if config.nmtr and meta.funnel else ()
     position: tuple[str, ...] = ()
-    if config.position_bias and dataset.spec.features_of("training", "categorical") + list(
-        dataset.spec.features_of("training", "numeric")
-    ):
+    if config.position_bias and dataset.spec.names("training"):
         chosen = config.position_bias_tasks
         if chosen is None:
             chosen = [t.id for t in dataset.tasks if t.type == "binary" and t.sample_space == "all"]
@@ -69,41 +79,41 @@ def model_options(config: TrainConfig, dataset: Dataset) -> ModelOptions:
     return ModelOptions(esmm=esmm, position_bias_tasks=position, esm2=esm2, cascade=cascade)
 
 
-def _shrink(frame: pd.DataFrame, rows: int | None) -> pd.DataFrame:
-    return frame if rows is None else frame.head(max(rows, 1)).reset_index(drop=True)
+def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
 
 
-def _write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+def _sources(data: Path | DataSources) -> DataSources:
+    return data if isinstance(data, DataSources) else DataSources(Path(data))
 
 
 def train_run(
     config: TrainConfig,
-    data_dir: Path,
+    data: Path | DataSources,
     run_dir: Path,
     *,
-    progress: bool = True,
+    progress: bool | None = None,
     dist: Distributed | None = None,
 ) -> RunFiles:
-    """Train on a data directory and write the run directory (rank 0 alone in a distributed
-    run: the other ranks return the metrics and no files)."""
+    """Train on a data directory (or train / validation / test directories) and write the run
+    directory (rank 0 alone in a distributed run: the other ranks return the metrics and no
+    files)."""
     dist = dist or Distributed()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    dataset = load_dataset(data_dir)
-    train_ds, val_ds = dataset.split(config.data_split_seed, config.val_fraction)
-    train_rows = val_rows = None
-    if config.max_rows is not None and config.max_rows < len(dataset):
-        val_rows = max(1, round(config.max_rows * config.val_fraction))
-        train_rows = max(1, config.max_rows - val_rows)
-    train_frame, val_frame = _shrink(train_ds.frame, train_rows), _shrink(val_ds.frame, val_rows)
-    logger.info("training on %d rows, validating on %d", len(train_frame), len(val_frame))
+    sources = _sources(data)
+    splits = split_rows(sources, config.split_plan)
+    dataset = splits.train
+    config, notes = config.for_tasks([t.id for t in dataset.tasks], [d.id for d in dataset.derived])
+    for note in notes:
+        logger.info("preset adapted to the data set: %s", note)
+    logger.info("rows %s; validation: %s", splits.rows(), splits.origin["validation"])
     seed_everything(config.seed)
-    spec = fit_on(train_frame, dataset.spec)
-    train, val = (
-        to_arrays(train_frame, spec, dataset.tasks),
-        to_arrays(val_frame, spec, dataset.tasks),
-    )
+    spec = fit_on(dataset.frame, dataset.spec)
+    train = to_arrays(dataset.frame, spec, dataset.tasks)
+    val = to_arrays(splits.validation.frame, spec, dataset.tasks)
     options = model_options(config, dataset)
     model = build_model(spec, dataset.tasks, config, options)
     ids = [t.id for t in dataset.tasks]
@@ -125,25 +135,36 @@ def train_run(
     if not dist.is_main:
         return RunFiles(run_dir, [], result.metrics)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    source = dataset.source if dataset.source and dataset.source.name != "dataset.yaml" else None
-    files = [
-        save_checkpoint(
-            run_dir, model, config, spec, dataset.derived, source or dataset.dir, options
+    metrics: dict[str, Any] = {**result.metrics, "split": "validation", "note": VALIDATION_NOTE}
+    metrics["validation"] = result.metrics
+    if splits.test is not None:  # scored once, by the chosen model: never chose anything
+        test = to_arrays(splits.test.frame, spec, dataset.tasks)
+        scored, _ = evaluate_arrays(
+            model, test, dataset.tasks, dataset.derived, config.eval_batch_size
         )
-    ]
+        metrics |= {**scored, "split": "test", "test": scored}
+        metrics.pop("note")
+    metrics |= {"rows": splits.rows(), "origin": splits.origin, **result.summary()}
+    metrics |= {"epoch_cap": config.epochs, "preset_notes": notes}
+    metrics |= {"gates": result.gates, "history": result.history}
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files = [save_checkpoint(run_dir, model, config, spec, dataset.derived, sources, options)]
     dump_config(config, run_dir / CONFIG_FILE)
     spec.dump(run_dir / SPEC_FILE)
-    metrics = {
-        **result.metrics,
-        "split": "validation",
-        "best_epoch": result.best_epoch,
-        "gates": result.gates,
-        "history": result.history,
-    }
-    _write_metrics(run_dir / METRICS_FILE, metrics)
-    files += [run_dir / CONFIG_FILE, run_dir / SPEC_FILE, run_dir / METRICS_FILE]
-    files.append(plot_loss_curves(result.history, run_dir / "plots" / "loss_curves.png"))
+    files += [
+        run_dir / CONFIG_FILE,
+        run_dir / SPEC_FILE,
+        _write_json(run_dir / METRICS_FILE, metrics),
+    ]
+    curves = plot_training_curves(
+        result.history,
+        dataset.tasks,
+        result.best_epoch,
+        run_dir / "plots" / "training_curves.png",
+        result.monitor,
+    )
+    files.append(curves)
     if result.gates:
         files.append(plot_gates(result.gates, run_dir / "plots" / "gates.png"))
     if dataset.meta.data_card and (dataset.dir / dataset.meta.data_card).is_file():
@@ -153,37 +174,54 @@ def train_run(
     return RunFiles(run_dir, files, metrics)
 
 
-def evaluate_run(
-    run_dir: Path, data_dir: Path, split: Literal["auto", "validation", "all"] = "auto"
-) -> RunFiles:
-    """Recompute ``metrics.json`` for a trained run on a data directory.
+EvaluateSplit = Literal["auto", "train", "validation", "test", "all"]
 
-    ``auto``: the run's validation split when ``data_dir`` is the data set it was trained on (so
-    training rows never count), every row otherwise.
+
+def held_out(run: LoadedRun, data_dir: Path | None = None) -> tuple[SplitName, Dataset]:
+    """Rows a run never trained on, split as it was: its test rows, else its validation rows.
+    ``data_dir``: a copy of the training directory elsewhere (split the same way)."""
+    sources = run.sources if data_dir is None else DataSources(Path(data_dir))
+    splits = split_rows(sources, run.config.split_plan)
+    return ("test", splits.test) if splits.test is not None else ("validation", splits.validation)
+
+
+def evaluate_run(
+    run_dir: Path,
+    data_dir: Path | None = None,
+    split: EvaluateSplit = "auto",
+    out: Path | None = None,
+) -> RunFiles:
+    """Score a trained run into ``out`` (default ``RUN_DIR/evaluation.json``); the training
+    record ``metrics.json`` is never written.
+
+    On the run's own data (``data_dir`` None or its training directory) ``auto`` scores the
+    test rows, else the validation rows (with a note that they chose the epoch); ``train``,
+    ``validation`` and ``test`` pick a part, ``all`` every row. Another directory is scored
+    whole.
     """
+    run_dir = Path(run_dir)
+    out = run_dir / EVALUATION_FILE if out is None else Path(out)
+    if out.resolve() == (run_dir / METRICS_FILE).resolve():
+        raise ValueError(f"{out} is the run's training record: write the evaluation elsewhere")
     run = load_run(run_dir)
-    dataset = load_dataset(data_dir)
-    if split == "auto":
-        given = dataset_file(dataset.dir if dataset.source is None else dataset.source)
-        same = given.resolve() == dataset_file(run.dataset_dir).resolve()
-        split = "validation" if same else "all"
-    frame = dataset.frame
-    if split == "validation":
-        frame = dataset.split(run.config.data_split_seed, run.config.val_fraction)[1].frame
-        if run.config.max_rows is not None:
-            frame = _shrink(frame, max(1, round(run.config.max_rows * run.config.val_fraction)))
-    data = to_arrays(frame, run.spec, run.tasks)
+    own = data_dir is None or dataset_file(data_dir).resolve() == dataset_file(run.sources.train)
+    if not own and split not in ("auto", "all"):
+        raise ValueError(
+            f"--split {split} names a part of the run's own data ({run.sources.train}); "
+            f"{data_dir} is another directory, scored whole"
+        )
+    if not own or split == "all":
+        split, rows = "all", load_dataset(data_dir or run.sources.train)
+    elif split == "auto":
+        split, rows = held_out(run)
+    else:
+        rows = split_rows(run.sources, run.config.split_plan).part(split)
+    data = to_arrays(rows.frame, run.spec, run.tasks)
     metrics, prediction = evaluate_arrays(
         run.model, data, run.tasks, run.derived, run.config.eval_batch_size
     )
-    path = Path(run_dir) / METRICS_FILE
-    previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    out = {
-        **metrics,
-        "split": split,
-        "data": str(dataset.dir.resolve()),
-        "gates": prediction.gates,
-        "history": previous.get("history", []),
-    }
-    _write_metrics(path, out)
-    return RunFiles(Path(run_dir), [path], out)
+    result = {**metrics, "split": split, "rows": len(rows), "data": str(rows.dir.resolve())}
+    if split == "validation":
+        result["note"] = VALIDATION_NOTE
+    result["gates"] = prediction.gates
+    return RunFiles(run_dir, [_write_json(out, result)], result)

@@ -1,5 +1,6 @@
 """The training loop: seeded, deterministic batches, weighted multi-task losses, validation every
-epoch, early stopping on the mean validation metric, and a history of everything it saw.
+epoch, early stopping on the monitored validation metric (``early_stopping.monitor``), and a
+history of everything it saw.
 
 Batches come from a feed (``training.train.feed``): rows in memory or streamed from Parquet, this
 rank's share in a data-parallel run (``training.train.distributed``), where steps run through
@@ -19,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.models.ranker import MultiTaskRanker
@@ -30,7 +30,6 @@ from training.train.distributed import Distributed
 from training.train.evaluate import (
     Prediction,
     compute_metrics,
-    mean_auc,
     predict_batches,
     validation_losses,
     weight_columns,
@@ -41,7 +40,9 @@ from training.train.losses import (
     calibration_loss,
     task_losses,
 )
+from training.train.monitor import Monitor
 from training.train.pareto import ParetoWeighting
+from training.train.progress import progress_bar
 from training.train.weighting import (
     DynamicWeightAverage,
     FixedWeights,
@@ -71,8 +72,7 @@ def build_weighting(
     if unknown:
         raise ValueError(
             f"weighting names unknown tasks {unknown}; tasks: {[t.id for t in tasks]} "
-            "(the preset was written for other tasks: override it, e.g. "
-            "--set 'weighting.gamma={}' or --set weighting.gamma.TASK=0.95)"
+            "(TrainConfig.for_tasks drops a preset's settings for absent tasks)"
         )
     base = [w.weights.get(t.id, 1.0) for t in tasks]
     if w.kind == "fixed":
@@ -121,6 +121,24 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)  # validation metrics of the final model
     gates: dict[str, list[float]] = field(default_factory=dict)  # task -> mean weight per expert
     best_epoch: int = 0
+    monitor: str = "mean auc"  # what chose the epoch
+    stopped: str = "epoch_cap"  # "early_stopping" or "epoch_cap"
+    # The cap ended the run at its best epoch so far: validation was still improving.
+    still_improving: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's stopping facts for metrics.json."""
+        return {
+            "monitor": self.monitor,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "stopped": self.stopped,
+            "still_improving": self.still_improving,
+        }
 
 
 class Trainer:
@@ -133,10 +151,11 @@ class Trainer:
         tasks: Sequence[TaskSpec],
         derived: Sequence[DerivedObjective] = (),
         esmm: tuple[int, int] | None = None,
-        progress: bool = True,
+        progress: bool | None = None,
         dist: Distributed | None = None,
         esm2: tuple[int, int, int] | None = None,
     ) -> None:
+        """``progress``: show a bar per epoch (None: only on a terminal)."""
         self.dist = dist or Distributed()
         self.model, self.config = model.to(self.dist.device), config
         self.tasks, self.derived = list(tasks), list(derived)
@@ -178,14 +197,16 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(groups, lr=config.lr)
         self.calibrate = config.arch.name == "aitm" and config.calibration_weight > 0
         self.progress = progress
+        self.monitor = Monitor.from_config(config.early_stopping)
+        self.monitor.check(self.tasks, self.derived)
 
     def _train_epoch(self, feed: Feed, epoch: int) -> list[float]:
         self.model.train()
         device = self.dist.device
         sums = torch.zeros(len(self.tasks), dtype=torch.float64)
         steps = 0
-        show = self.progress and self.dist.is_main
-        bar = tqdm(feed.epoch(epoch), desc=f"epoch {epoch + 1}", disable=not show, leave=False)
+        show = self.progress if self.dist.is_main else False
+        bar = progress_bar(feed.epoch(epoch), show=show, desc=f"epoch {epoch + 1}")
         for inputs, labels in bar:
             inputs, weights, groups = split_extras({k: v.to(device) for k, v in inputs.items()})
             labels = labels.to(device)
@@ -240,14 +261,6 @@ class Trainer:
         )
         return metrics, prediction, validation_losses(prediction, y, self.loss_spec, w, g)
 
-    def _score(self, metrics: dict[str, Any], val_losses: list[float]) -> float:
-        """Higher is better: mean AUC, or minus the mean validation loss."""
-        if self.config.early_stopping.metric == "auc":
-            value = mean_auc(metrics)
-            if value is not None:
-                return value
-        return -float(np.mean(val_losses))
-
     def fit(self, train: TrainArrays, val: TrainArrays) -> TrainResult:
         """Train on in-memory rows (this rank's share of them in a data-parallel run)."""
         feed = ArrayFeed(
@@ -262,10 +275,11 @@ class Trainer:
 
     def fit_feed(self, feed: Feed) -> TrainResult:
         """Train for ``config.epochs`` (or until early stopping) and return the result."""
-        stop = self.config.early_stopping
-        result = TrainResult(self.model)
+        stop, monitor = self.config.early_stopping, self.monitor
+        result = TrainResult(self.model, monitor=monitor.name)
         if self.config.init_output_bias:
             init_output_biases(self.model, feed.target_means())
+        ids = [t.id for t in self.tasks]
         best_score, best_state, stale = -math.inf, copy.deepcopy(self.model.state_dict()), 0
         for epoch in range(self.config.epochs):
             started = time.perf_counter()
@@ -273,35 +287,49 @@ class Trainer:
             train_losses = self._train_epoch(feed, epoch)
             self.weighting.end_epoch(train_losses)
             metrics, prediction, val_losses = self._validate(feed)
-            score = self._score(metrics, val_losses)
+            value = monitor.value(metrics, dict(zip(ids, val_losses, strict=True)))
             result.history.append(
                 {
                     "epoch": epoch + 1,
                     "seconds": round(time.perf_counter() - started, 3),
-                    "weights": dict(zip([t.id for t in self.tasks], weights, strict=True)),
-                    "train_loss": dict(zip([t.id for t in self.tasks], train_losses, strict=True)),
-                    "val_loss": dict(zip([t.id for t in self.tasks], val_losses, strict=True)),
+                    "weights": dict(zip(ids, weights, strict=True)),
+                    "train_loss": dict(zip(ids, train_losses, strict=True)),
+                    "val_loss": dict(zip(ids, val_losses, strict=True)),
                     "val": metrics,
-                    "score": score,
+                    "monitor": None if math.isnan(value) else value,
                 }
             )
             logger.info(
-                "epoch %d: train %s | val %s | score %.4f",
+                "epoch %d: train %s | val %s | %s %.4f",
                 epoch + 1,
                 _fmt(train_losses),
                 _fmt(val_losses),
-                score,
+                monitor.name,
+                value,
             )
-            if score > best_score:
-                best_score, stale, result.best_epoch = score, 0, epoch + 1
+            if monitor.score(value) > best_score or epoch == 0:
+                best_score, stale, result.best_epoch = monitor.score(value), 0, epoch + 1
                 best_state = copy.deepcopy(self.model.state_dict())
             else:
                 stale += 1
                 if stop.patience and stale >= stop.patience:
+                    result.stopped = "early_stopping"
                     logger.info(
-                        "early stopping after epoch %d (best %d)", epoch + 1, result.best_epoch
+                        "early stopping after epoch %d: best %s at epoch %d",
+                        epoch + 1,
+                        monitor.name,
+                        result.best_epoch,
                     )
                     break
+        if result.stopped == "epoch_cap" and result.best_epoch == result.epochs_run > 1:
+            result.still_improving = True
+            logger.warning(
+                "training stopped at the epoch cap (%d) while validation %s was still improving "
+                "(best at the last epoch): the model is probably under-trained; raise --epochs "
+                "and let early stopping end the run",
+                self.config.epochs,
+                monitor.name,
+            )
         if stop.restore_best:
             self.model.load_state_dict(best_state)
         result.metrics, prediction, _ = self._validate(feed)

@@ -1,4 +1,4 @@
-"""Data directories and user logs: loading, splitting, sample spaces and errors that name the problem."""
+"""Data directories and user logs: loading, sample spaces and errors that name the problem."""
 
 from __future__ import annotations
 
@@ -70,27 +70,6 @@ def test_sample_space_mask_follows_the_space_tasks_label(data_dir: Path) -> None
     data = load_dataset(data_dir)
     np.testing.assert_array_equal(data.sample_space_mask("convert"), data.frame["click"] == 1)
     assert data.sample_space_mask(TASKS[0]).all()
-
-
-def test_split_is_deterministic_disjoint_and_complete(data_dir: Path) -> None:
-    data = load_dataset(data_dir)
-    data = type(data)(**{**data.__dict__, "frame": data.frame.assign(row=np.arange(len(data)))})
-    train, val = data.split(seed=5, val_fraction=0.25)
-    again_train, again_val = data.split(seed=5, val_fraction=0.25)
-    other_train, _ = data.split(seed=6, val_fraction=0.25)
-    assert len(val) == 10
-    assert len(train) == 30
-    assert sorted([*train.frame["row"], *val.frame["row"]]) == list(range(40))
-    pd.testing.assert_frame_equal(train.frame, again_train.frame)
-    pd.testing.assert_frame_equal(val.frame, again_val.frame)
-    assert list(other_train.frame["row"]) != list(train.frame["row"])
-    assert train.spec is data.spec
-    assert train.tasks == data.tasks
-
-
-def test_split_rejects_a_fraction_that_leaves_a_part_empty(data_dir: Path) -> None:
-    with pytest.raises(ValueError, match="val_fraction"):
-        load_dataset(data_dir).split(seed=0, val_fraction=1.0)
 
 
 def test_missing_dataset_yaml_says_how_to_make_one(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import yaml
 from service.contracts.feature_spec import FeatureSpec
 from training.data.computed import GROUP_COLUMN, WEIGHT_PREFIX
 from training.data.dataset import load_dataset
+from training.data.splits import random_split
 
 SPEC = {"name": "t", "features": [{"name": "u", "side": "user", "kind": "categorical"},
                                   {"name": "i", "side": "item", "kind": "categorical"}]}  # fmt: skip
@@ -68,9 +69,9 @@ def test_computed_columns_may_not_overwrite_the_log(tmp_path: Path) -> None:
         ({"tasks": [CLICK], "sample_weights": {"like": "1"}}, "unknown tasks"),
         ({"tasks": [CLICK], "sample_weights": {"click": "open('x')"}}, "calling 'open'"),
         ({"tasks": [CLICK, {"id": "a", "type": "binary"}, {"id": "b", "type": "binary"}],
-          "esm2": {"ctr": "click", "action": "a", "cvr": "b"}}, "sample_space 'click'"),  # fmt: skip
+          "esm2": {"ctr": "click", "action": "a", "cvr": "b"}}, "sample_space 'click'"),
         ({"tasks": [CLICK, {"id": "b", "type": "binary", "sample_space": "click"}],
-          "funnel": ["click", "b"]}, "sample_space 'all'"),  # fmt: skip
+          "funnel": ["click", "b"]}, "sample_space 'all'"),
     ],
 )
 def test_inconsistent_declarations_are_refused(
@@ -84,9 +85,14 @@ def test_requests_stay_whole_on_one_side_of_the_split(tmp_path: Path) -> None:
     meta = {"tasks": [CLICK], "group": "req"}
     data = load_dataset(write(tmp_path, frame(400), meta))
     assert data.frame[GROUP_COLUMN].nunique() == 100
-    train, val = data.split(seed=3, val_fraction=0.2)
-    assert not set(train.frame["req"]) & set(val.frame["req"])
-    assert len(val) == 80
+    train, val, test = random_split(data, seed=3, val_fraction=0.2, test_fraction=0.1)
+    assert val is not None
+    assert test is not None
+    parts = [set(part.frame["req"]) for part in (train, val, test)]
+    assert not parts[0] & parts[1]
+    assert not parts[0] & parts[2]
+    assert not parts[1] & parts[2]
+    assert (len(val), len(test)) == (80, 40)
 
 
 def test_a_view_file_loads_other_tasks_over_the_same_directory(tmp_path: Path) -> None:

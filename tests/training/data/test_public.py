@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from service.contracts.feature_spec import BucketizedFeature
 from training.data import public
 from training.data.dataset import load_dataset
 
@@ -97,6 +98,15 @@ def test_adult_labels_are_income_and_never_married_and_marital_status_is_not_an_
     assert {f.side for f in spec.features} == {"item"}
     assert spec.feature("hours_per_week").kind == "numeric"
     assert spec.feature("workclass").kind == "categorical"
+
+
+def test_adult_capital_gains_and_losses_are_bucketized_not_scaled() -> None:
+    """Their effect on income jumps at thresholds: one bucket per amount, not log1p + a slope."""
+    _, spec = public.adult_frame(adult_raw())
+    for name in ("capital_gain", "capital_loss"):
+        feature = spec.feature(name)
+        assert feature.kind == "bucketized"
+        assert isinstance(feature, BucketizedFeature) and feature.max_buckets >= 100
 
 
 def test_adult_question_marks_become_missing_values() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from service.contracts.feature_spec import FeatureSpec
+from service.contracts.feature_spec import BucketizedFeature, FeatureSpec
 from service.contracts.fitting import fit_spec
 from service.contracts.transform import FeatureTransform
 from tests.training.models.small import TASKS, arch
@@ -76,8 +76,11 @@ class FakeSpec:
     def features_of(self, side: str, kind: str) -> list[FakeFeature]:
         return [f for f in self.features if f.side == side and f.kind == kind]
 
+    def categorical_columns(self, side: str) -> list[FakeFeature]:
+        return self.features_of(side, "categorical")
+
     def cardinalities(self, side: str) -> list[int]:
-        return [f.cardinality for f in self.features_of(side, "categorical")]
+        return [f.cardinality for f in self.categorical_columns(side)]
 
     def numeric_names(self, side: str) -> list[str]:
         return [f.name for f in self.features_of(side, "numeric")]
@@ -123,6 +126,7 @@ def test_from_spec_rejects_unfitted_specs_and_dangling_sequences() -> None:
 
 
 def test_layout_from_a_real_fitted_spec_fits_the_transforms_arrays() -> None:
+    """Bucketized features add an embedded ``item_cat`` column and, with keep_value, a numeric."""
     spec = FeatureSpec.model_validate(
         {
             "name": "tiny",
@@ -136,6 +140,8 @@ def test_layout_from_a_real_fitted_spec_fits_the_transforms_arrays() -> None:
                 {"name": "item_id", "side": "item", "kind": "categorical", "encoding": "hash"}
                 | {"buckets": 20, "embedding_dim": 4},
                 {"name": "item_price", "side": "item", "kind": "numeric", "log1p": True},
+                {"name": "item_age", "side": "item", "kind": "bucketized", "max_buckets": 3}
+                | {"keep_value": True, "embedding_dim": 3},
                 {"name": "hour", "side": "context", "kind": "categorical", "encoding": "vocab"},
                 {"name": "position", "side": "training", "kind": "categorical"}
                 | {"encoding": "vocab"},
@@ -149,6 +155,7 @@ def test_layout_from_a_real_fitted_spec_fits_the_transforms_arrays() -> None:
         "history": [["i1", "i2"], [], ["i3", "i1", "i2", "i4"], ["i9"]],
         "item_id": ["i1", "i2", "i3", "i4"],
         "item_price": [1.0, 10.0, 100.0, 5.0],
+        "item_age": [1, 5, 9, 30],
         "hour": [1, 2, 3, 1],
         "position": [0, 1, 2, 3],
     }
@@ -156,7 +163,11 @@ def test_layout_from_a_real_fitted_spec_fits_the_transforms_arrays() -> None:
     layout = InputLayout.from_spec(fitted)
     assert layout.user.cardinalities == (51, 4)  # 50 buckets + missing; 3 ages + unknown
     assert layout.user.embedding_dims[0] == 4
-    assert (layout.item.n_numeric, layout.sequence_columns, layout.max_length) == (1, (0,), 3)
+    assert (layout.item.n_numeric, layout.sequence_columns, layout.max_length) == (2, (0,), 3)
+    age = fitted.feature("item_age")
+    assert isinstance(age, BucketizedFeature)
+    assert layout.item.cardinalities[1] == age.cardinality == len(age.boundaries or []) + 2
+    assert layout.item.embedding_dims[1] == 3
     arrays = FeatureTransform(fitted, strict=False).transform_columns(
         columns, 4, sides=["user", "item", "context", "training"]
     )

@@ -11,6 +11,7 @@ import yaml
 
 from training.cli.main import main
 from training.data.dataset import load_dataset
+from training.data.splits import split_rows
 from training.train.arrays import to_arrays
 from training.train.checkpoint import load_run
 from training.train.metrics import auc
@@ -34,7 +35,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_writes_checkpoint_config_spec_metrics_plots_and_card(run_dir: Path):
     for name in ("checkpoint.pt", "config.yaml", "feature_spec.yaml", "metrics.json"):
         assert (run_dir / name).is_file(), name
-    assert (run_dir / "plots" / "loss_curves.png").stat().st_size > 0
+    assert (run_dir / "plots" / "training_curves.png").stat().st_size > 0
     assert (run_dir / "plots" / "gates.png").stat().st_size > 0  # default preset is MMoE
     assert (run_dir / "data_card.json").is_file()
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -51,6 +52,12 @@ def test_metrics_follow_the_run_directory_contract(run_dir: Path):
     assert set(metrics["derived"]) == {"ctcvr"}
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert set(metrics["history"][0]["train_loss"]) == set(metrics["tasks"])
+    assert metrics["split"] == "validation"  # no test set given: said so
+    assert "rows that chose the epoch" in metrics["note"]
+    assert metrics["validation"]["tasks"] == metrics["tasks"]
+    assert (metrics["epochs_run"], metrics["epoch_cap"], metrics["stopped"]) == (2, 2, "epoch_cap")
+    assert metrics["best_epoch"] in (1, 2)
+    assert metrics["monitor"] == "mean auc"
 
 
 def test_load_run_rebuilds_the_model_with_identical_predictions(run_dir: Path):
@@ -64,7 +71,7 @@ def test_load_run_rebuilds_the_model_with_identical_predictions(run_dir: Path):
         a, b = run.model(inputs).pred, again.model(inputs).pred
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    _, val = load_dataset(run.dataset_dir).split(run.config.seed, run.config.val_fraction)
+    val = split_rows(run.sources, run.config.split_plan).validation
     val_inputs = to_arrays(val.frame, run.spec, run.tasks)
     with torch.no_grad():
         pred = run.model(val_inputs.inputs).pred[:, 0].numpy()
@@ -73,14 +80,31 @@ def test_load_run_rebuilds_the_model_with_identical_predictions(run_dir: Path):
     )
 
 
-def test_evaluate_recomputes_metrics_on_the_validation_split(run_dir: Path):
-    before = json.loads((run_dir / "metrics.json").read_text())
+def test_evaluate_writes_where_asked_and_never_touches_the_training_record(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    record = (run_dir / "metrics.json").read_bytes()
     data = load_run(run_dir).dataset_dir
-    assert main(["evaluate", str(run_dir), "--data", str(data)]) == 0
-    after = json.loads((run_dir / "metrics.json").read_text())
-    assert after["split"] == "validation"
-    assert after["tasks"]["click"] == pytest.approx(before["tasks"]["click"])
-    assert after["history"] == before["history"]
+    out = tmp_path / "eval" / "again.json"
+    assert main(["evaluate", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
+    assert (run_dir / "metrics.json").read_bytes() == record
+    again = json.loads(out.read_text())
+    assert again["split"] == "validation"  # the run has no test rows
+    assert "chose the epoch" in again["note"]
+    assert again["tasks"]["click"] == pytest.approx(json.loads(record)["tasks"]["click"])
+    assert "chose the epoch" in capsys.readouterr().out
+    assert main(["evaluate", str(run_dir), "--out", str(run_dir / "metrics.json")]) == 1
+    assert "training record" in capsys.readouterr().err
+    assert (run_dir / "metrics.json").read_bytes() == record
+
+
+def test_evaluate_scores_another_directory_whole(run_dir: Path, tmp_path: Path):
+    other = tmp_path / "other"
+    assert main(["generate", "simulator", "--rows", "300", "--seed", "4", "--out", str(other)]) == 0
+    assert main(["evaluate", str(run_dir), "--data", str(other)]) == 0
+    scored = json.loads((run_dir / "evaluation.json").read_text())
+    assert (scored["split"], scored["rows"]) == ("all", 300)
+    assert main(["evaluate", str(run_dir), "--data", str(other), "--split", "test"]) == 1
 
 
 def test_same_seed_trains_the_same_weights(run_dir: Path, tmp_path: Path):

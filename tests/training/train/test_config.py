@@ -65,3 +65,48 @@ def test_split_seed_defaults_to_the_seed_and_can_be_pinned():
     assert load_config("default", ["seed=7"]).data_split_seed == 7
     pinned = load_config("default", ["seed=7", "split_seed=0"])
     assert (pinned.seed, pinned.data_split_seed) == (7, 0)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+def test_every_preset_adapts_to_a_data_set_without_its_tasks(name):
+    adapted, notes = load_config(name).for_tasks(["income", "never_married"])
+    assert set(adapted.weighting.gamma) | set(adapted.weighting.weights) <= {
+        "income",
+        "never_married",
+    }
+    assert set(adapted.losses) <= {"income", "never_married"}
+    if name == "ple":
+        assert notes == [
+            "weighting.gamma names ['click'], which this data set lacks (tasks: "
+            "['income', 'never_married']): ignored"
+        ]
+
+
+def test_for_tasks_keeps_settings_of_present_tasks_and_drops_the_rest():
+    config = load_config(
+        "ple",
+        [
+            "weighting.weights={click: 2.0, like: 3.0}",
+            "losses={watch_time: huber, rating: mse}",
+            "position_bias_tasks=[click, share]",
+        ],
+    )
+    adapted, notes = config.for_tasks(["click", "watch_time"])
+    assert adapted.weighting.gamma == {"click": 0.95}
+    assert adapted.weighting.weights == {"click": 2.0}
+    assert adapted.losses == {"watch_time": "huber"}
+    assert adapted.position_bias_tasks == ["click"]
+    assert len(notes) == 3
+
+
+def test_a_monitor_naming_an_absent_task_is_an_error_not_a_note():
+    config = load_config("default", ["early_stopping.monitor=income.auc"])
+    with pytest.raises(ValueError, match="names no task"):
+        config.for_tasks(["click"])
+    assert config.for_tasks(["click"], ["income"])[0] == config  # a derived objective counts
+
+
+@pytest.mark.parametrize("monitor", ["auc", "income.", ".auc", "income.accuracy"])
+def test_malformed_monitors_are_refused(monitor):
+    with pytest.raises(ValueError, match=r"TASK\.METRIC"):
+        load_config("default", [f"early_stopping.monitor={monitor}"])

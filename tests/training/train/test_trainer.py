@@ -67,11 +67,49 @@ def test_same_seed_gives_identical_weights_and_history():
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
-    # lr so large that validation AUC cannot keep improving for 8 epochs
+    # lr so large that the validation loss cannot keep improving for 8 epochs
     result = fit(config(epochs=8, lr=0.5, early_stopping={"patience": 1, "metric": "loss"}))
-    scores = [h["score"] for h in result.history]
-    assert len(scores) < 8
-    assert result.best_epoch == scores.index(max(scores)) + 1
+    losses = [h["monitor"] for h in result.history]
+    assert len(losses) < 8
+    assert (result.stopped, result.monitor) == ("early_stopping", "mean loss")
+    assert result.best_epoch == losses.index(min(losses)) + 1
+    assert result.best_epoch == len(losses) - 1  # patience 1: one stale epoch, then stop
+    assert not result.still_improving
+
+
+@pytest.mark.parametrize(("monitor", "pick"), [("click.auc", max), ("watch_time.mse", min)])
+def test_early_stopping_follows_the_chosen_task_and_metric(monitor, pick):
+    result = fit(config(epochs=5, lr=0.05, early_stopping={"patience": 0, "monitor": monitor}))
+    task, _, metric = monitor.partition(".")
+    values = [h["val"]["tasks"][task][metric] for h in result.history]
+    assert [h["monitor"] for h in result.history] == values
+    assert result.monitor == monitor
+    assert result.best_epoch == values.index(pick(values)) + 1
+    assert result.metrics["tasks"][task][metric] == pytest.approx(pick(values))  # restored
+
+
+def test_stopping_at_the_cap_while_improving_warns(caplog):
+    result = fit(config(epochs=3, lr=0.01, early_stopping={"monitor": "click.loss"}))
+    losses = [h["monitor"] for h in result.history]
+    assert losses == sorted(losses, reverse=True)  # still falling at the cap
+    assert (result.stopped, result.best_epoch, result.still_improving) == ("epoch_cap", 3, True)
+    assert "still improving" in caplog.text
+    assert "raise --epochs" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("monitor", "message"),
+    [
+        ("clicks.auc", "no task 'clicks'"),
+        ("watch_time.auc", "not 'auc'"),
+        ("click.mse", "not 'mse'"),
+    ],
+)
+def test_a_monitor_the_tasks_cannot_give_is_refused(monitor, message):
+    cfg = config(early_stopping={"monitor": monitor})
+    model = MultiTaskRanker(small_layout(), TASKS, cfg.arch)
+    with pytest.raises(ValueError, match=message):
+        Trainer(model, cfg, TASKS, progress=False)
 
 
 @pytest.mark.slow
