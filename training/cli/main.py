@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "training.cli.generate",  # generate simulator | synthetic | adult | movielens
     "training.cli.train",  # train, evaluate
     "training.cli.publish",  # publish, models list | show | set-current
+    "training.cli.fusion",  # fusion search
 )
 
 

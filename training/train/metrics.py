@@ -141,46 +141,54 @@ def weighted_mean(values: npt.ArrayLike, weights: npt.ArrayLike) -> float | None
     return float((np.asarray(values, dtype=np.float64) * w).sum() / total) if total > 0 else None
 
 
+def request_matrix(groups: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """(n,) request codes -> (R, K) row numbers of each request's rows in row order, -1 padded
+    (K = the largest request); requests in order of their codes."""
+    g = np.asarray(groups, dtype=np.int64)
+    _, inverse, sizes = np.unique(g, return_inverse=True, return_counts=True)
+    rows = np.argsort(inverse, kind="stable")
+    within = np.arange(len(g)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    index = np.full((len(sizes), int(sizes.max(initial=0))), -1, dtype=np.int64)
+    index[inverse[rows], within] = rows
+    return index
+
+
+def ranked(index: npt.NDArray[np.int64], scores: FloatArray, values: FloatArray) -> FloatArray:
+    """(R, K) ``values`` of each request's rows in descending ``scores`` order (ties keep the row
+    order, as /rank's top-k does); padding sorts last with value 0."""
+    pad = index < 0
+    safe = np.maximum(index, 0)
+    order = np.argsort(-np.where(pad, -np.inf, scores[safe]), axis=1, kind="stable")
+    out: FloatArray = np.take_along_axis(np.where(pad, 0.0, values[safe]), order, axis=1)
+    return out
+
+
+def dcg(gains: FloatArray, k: int) -> FloatArray:
+    """(R,) DCG@k of ranked (R, K) gains: sum_p gain_p / log2(p + 1), p = 1..k (linear gains)."""
+    top = gains[:, :k]
+    per_request: FloatArray = (top / np.log2(np.arange(top.shape[1]) + 2.0)).sum(axis=1)
+    return per_request
+
+
 def ranking_metrics(
     groups: npt.ArrayLike,
     labels: npt.ArrayLike,
     scores: npt.ArrayLike,
     ks: tuple[int, ...] = (5, 10),
 ) -> dict[str, Any]:
-    """NDCG@k (linear gains: DCG = sum_p rel_p / log2(p + 1)) and MRR (1 / rank of the first row
-    with rel > 0) averaged over requests with at least one relevant row; ties in the scores keep
-    the rows' order."""
-    g = np.asarray(groups, dtype=np.int64)
+    """NDCG@k (linear gains) and MRR (1 / rank of the first row with rel > 0) averaged over
+    requests with at least one relevant row; ties in the scores keep the rows' order."""
     y = np.nan_to_num(np.asarray(labels, dtype=np.float64))
     s = np.asarray(scores, dtype=np.float64)
-    rows = np.arange(len(g))
-    if not len(g):
-        return {**{f"ndcg@{k}": None for k in ks}, "mrr": None, "groups": 0}
-    codes, g = np.unique(g, return_inverse=True)
-    n_groups = len(codes)
-
-    def positions(order: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        ranked_g = g[order]
-        starts = np.flatnonzero(np.r_[True, ranked_g[1:] != ranked_g[:-1]])
-        sizes = np.diff(np.r_[starts, len(order)])
-        pos = np.empty(len(order), dtype=np.int64)
-        pos[order] = rows - np.repeat(starts, sizes)
-        return pos
-
-    by_score = positions(np.lexsort((rows, -s, g)))  # rank of each row in its request
-    ideal = positions(np.lexsort((rows, -y, g)))
-    relevant = np.bincount(g, weights=(y > 0).astype(float), minlength=n_groups) > 0
+    index = request_matrix(groups)
+    gains = ranked(index, s, y)
+    ideal = ranked(index, y, y)
+    relevant = ideal[:, 0] > 0 if len(ideal) and ideal.shape[1] else np.zeros(0, dtype=bool)
     out: dict[str, Any] = {}
     for k in ks:
-        gain = np.where(by_score < k, y / np.log2(by_score + 2.0), 0.0)
-        best = np.where(ideal < k, y / np.log2(ideal + 2.0), 0.0)
-        dcg = np.bincount(g, weights=gain, minlength=n_groups)
-        idcg = np.bincount(g, weights=best, minlength=n_groups)
-        out[f"ndcg@{k}"] = (
-            float(np.mean(dcg[relevant] / idcg[relevant])) if relevant.any() else None
-        )
-    first = np.full(n_groups, np.inf)
-    np.minimum.at(first, g[y > 0], by_score[y > 0].astype(float))
-    out["mrr"] = float(np.mean(1.0 / (first[relevant] + 1.0))) if relevant.any() else None
+        ratio = dcg(gains, k)[relevant] / dcg(ideal, k)[relevant]
+        out[f"ndcg@{k}"] = float(ratio.mean()) if relevant.any() else None
+    first = np.argmax(gains[relevant] > 0, axis=1)  # 0-based rank of the first relevant row
+    out["mrr"] = float(np.mean(1.0 / (first + 1.0))) if relevant.any() else None
     out["groups"] = int(relevant.sum())
     return out
