@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     search.add_argument("--version", help="version to replay (default: current)")
     search.add_argument("--data", type=Path, required=True, help="data directory or view YAML")
     search.add_argument(
-        "--split", choices=("validation", "all"), default="validation",
-        help="requests to replay: the model's own validation split (default) or all",
+        "--split", choices=("validation", "test", "all"), default="validation",
+        help="requests to replay: a part of the model's own split (default validation) or all",
     )  # fmt: skip
     search.add_argument(
         "--target", default=DEFAULT_TARGET,

@@ -27,14 +27,15 @@ from service.contracts.transform import FeatureTransform
 from service.model_store import ModelStore
 from service.scoring.registry import ModelRegistry
 from training.data.computed import GROUP_COLUMN
-from training.data.dataset import Dataset, load_dataset
+from training.data.dataset import load_dataset
+from training.data.splits import DataSources, SplitPlan, split_rows
 from training.train.arrays import frame_columns
 from training.train.metrics import request_matrix
 
 logger = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float64]
-Split = Literal["validation", "all"]
+Split = Literal["validation", "test", "all"]
 USER_ARRAYS = ("user_cat", "user_num", "user_seq")
 CANDIDATE_ARRAYS = ("item_cat", "item_num", "context_cat", "context_num")
 
@@ -70,21 +71,24 @@ class Replay:
         )
 
 
-def logged_requests(
-    dataset: Dataset, hyperparameters: dict[str, Any], split: Split
-) -> pd.DataFrame:
-    """The data set's rows (its validation split by the model's own split settings, or all),
+def logged_requests(data: Path, hyperparameters: dict[str, Any], split: Split) -> pd.DataFrame:
+    """The data set's rows (a part of the model's own split, ``training.data.splits``, or all),
     sorted by request, keeping each request's log order."""
+    dataset = load_dataset(data)
     if GROUP_COLUMN not in dataset.frame.columns:
         raise ValueError(
             f"{dataset.source or dataset.dir}: fusion search replays requests; declare the "
             "request column as 'group' in dataset.yaml (the simulator: --request-size K)"
         )
     frame = dataset.frame
-    if split == "validation":
+    if split != "all":
         seed = hyperparameters.get("split_seed")
-        seed = hyperparameters.get("seed", 0) if seed is None else seed
-        frame = dataset.split(int(seed), float(hyperparameters.get("val_fraction", 0.2)))[1].frame
+        plan = SplitPlan(
+            seed=int(hyperparameters.get("seed", 0) if seed is None else seed),
+            val_fraction=float(hyperparameters.get("val_fraction", 0.2)),
+            test_fraction=float(hyperparameters.get("test_fraction", 0.0)),
+        )
+        frame = split_rows(DataSources(Path(data)), plan).part(split).frame
     return frame.sort_values(GROUP_COLUMN, kind="stable").reset_index(drop=True)
 
 
@@ -100,7 +104,7 @@ def replay(
     """Score every logged request of ``data`` with the published ``model`` version."""
     registry = ModelRegistry(ModelStore(store), model)
     loaded = registry.load(version)  # the service's validation and warm-up
-    frame = logged_requests(load_dataset(data), loaded.manifest.hyperparameters, split)
+    frame = logged_requests(data, loaded.manifest.hyperparameters, split)
     if frame.empty:
         raise ValueError(f"no logged requests to replay in {data} ({split} split)")
     transform = FeatureTransform(loaded.spec, strict=False)  # logged data is what it is
