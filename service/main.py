@@ -75,13 +75,16 @@ def create_app(
             store, cache = feature_store, user_cache
             if settings.redis_url is not None:
                 store, cache = await _open_redis(settings, stack, store, cache)
-            executor = ThreadPoolExecutor(settings.inference_threads, "mtrank-onnx")
-            stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+            executor = None
+            if settings.inference_threads > 0:
+                executor = ThreadPoolExecutor(settings.inference_threads, "mtrank-onnx")
+                stack.callback(executor.shutdown, wait=False, cancel_futures=True)
             state.ranker = Ranker(
                 state.registry,
                 feature_store=store,
                 user_cache=cache,
                 executor=executor,
+                inline=executor is None,
                 unknown_features=settings.unknown_features,
             )
             await _load_initial_model(state)

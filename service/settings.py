@@ -64,8 +64,9 @@ class Settings(BaseSettings):
     ort_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per session")
     inference_threads: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1),
-        ge=1,
-        description="threads running ONNX sessions off the event loop",
+        ge=0,
+        description="threads running ONNX sessions off the event loop; 0 = score on the event "
+        "loop, one request at a time per worker process (no thread hop)",
     )
     log_format: Literal["json", "text"] = Field("json", description="JSON lines or plain text")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -115,3 +115,14 @@ def test_fast_and_pydantic_paths_answer_byte_for_byte_alike(
     items = orjson.loads(encode_response(fast, output))["items"]
     assert items == [dataclasses.asdict(item) for item in output.items]
     assert [item["rank"] for item in items] == list(range(1, 8))
+
+
+def test_zero_inference_threads_scores_on_the_event_loop_alike(
+    make_app: Any, client: AppClient
+) -> None:
+    body = orjson.dumps(_body(columnar=False))
+    with AppClient(make_app(inference_threads=0)) as inline:
+        assert inline.app.state.mtrank.ranker.inline
+        answer = inline.post("/rank", content=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"] == client.post("/rank", content=body).json()["items"]

@@ -276,3 +276,10 @@ def test_overflowing_fusion_override_is_a_client_error(registry: ModelRegistry) 
     with pytest.raises(InvalidInput, match="non-finite") as info:
         rank(Ranker(registry), request(4, fusion=override))
     assert info.value.field == "fusion"
+
+
+def test_inline_scoring_ranks_exactly_like_the_executor(registry: ModelRegistry) -> None:
+    req = request(11, top_k=5)
+    inline, pooled = rank(Ranker(registry, inline=True), req), rank(Ranker(registry), req)
+    assert inline.items == pooled.items
+    assert set(inline.timings) == set(pooled.timings)
