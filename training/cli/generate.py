@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=0,
         help="impressions per request (adds request_id and ltr.yaml; default 0: independent rows)",
     )
+    sim.add_argument(
+        "--history-length",
+        type=int,
+        default=SimulatorConfig.history_length,
+        help="longest behaviour history, the sequence's max_length (default 30)",
+    )
     sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sim.set_defaults(func=_simulator)
 
@@ -94,11 +100,12 @@ def _simulator(args: argparse.Namespace) -> int:
         items=args.items,
         task_correlation=args.task_correlation,
         request_size=args.request_size,
+        history_length=args.history_length,
     )
     if config.request_size < 0:
         return _fail(f"--request-size {config.request_size} must be 0 or more")
-    if config.rows < 1 or config.n_users < 1 or config.n_items < 1:
-        return _fail("--rows, --users and --items must be positive")
+    if config.rows < 1 or config.n_users < 1 or config.n_items < 1 or config.history_length < 1:
+        return _fail("--rows, --users, --items and --history-length must be positive")
     if not 0.0 <= config.task_correlation <= 1.0:
         return _fail(f"--task-correlation {config.task_correlation} must lie in [0, 1]")
     if args.part_rows is not None and args.part_rows < 1:

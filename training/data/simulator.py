@@ -64,7 +64,7 @@ TASKS = [
 DERIVED = [DerivedObjective(id="ctcvr", product=["click", "convert"])]
 
 
-def simulator_spec(n_users: int, n_items: int) -> FeatureSpec:
+def simulator_spec(n_users: int, n_items: int, history_length: int = MAX_HISTORY) -> FeatureSpec:
     """The unfitted feature spec of the simulated feed; ids are hashed into ~2 buckets per id."""
     cat = "categorical"
     features: list[dict[str, Any]] = [
@@ -74,7 +74,7 @@ def simulator_spec(n_users: int, n_items: int) -> FeatureSpec:
         {"name": "user_gender", "side": "user", "kind": cat},
         {"name": "user_city", "side": "user", "kind": cat},
         {"name": "user_activity", "side": "user", "kind": "numeric", "clip": "auto", "log1p": True},
-        {"name": "history", "side": "user", "kind": "sequence", "max_length": MAX_HISTORY,
+        {"name": "history", "side": "user", "kind": "sequence", "max_length": history_length,
          "item_feature": "item_id"},
         {"name": "item_id", "side": "item", "kind": cat, "encoding": "hash",
          "buckets": max(1000, 2 * n_items), "embedding_dim": 16},
@@ -176,7 +176,7 @@ def simulate(
             sink.write(_impressions(world, chunk))
             card.update(chunk.labels, {"click": chunk.click_p})
             bar.update(n)
-    simulator_spec(n_users, n_items).dump(out / meta.feature_spec)
+    simulator_spec(n_users, n_items, config.history_length).dump(out / meta.feature_spec)
     meta.dump(out)
     write_views(out, meta)
     extra = {

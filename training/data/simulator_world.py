@@ -59,6 +59,7 @@ class SimulatorConfig:
     # 0: independent impressions; K: requests of K impressions (one user, hour and device, display
     # positions 0..K-1) with a ``request_id`` column, for learning to rank and fusion search.
     request_size: int = 0
+    history_length: int = MAX_HISTORY  # longest behaviour history (the spec's sequence max_length)
 
     @property
     def n_users(self) -> int:
@@ -123,7 +124,7 @@ def build_world(config: SimulatorConfig, rng: np.random.Generator) -> World:
         items_by_category.append(members)
         cdfs.append(np.cumsum(weight) / weight.sum())
     world_partial = (items_by_category, cdfs)
-    hist_len = np.minimum(rng.poisson(6.0 * activity + 2.0), MAX_HISTORY)
+    hist_len = np.minimum(rng.poisson(6.0 * activity + 2.0), config.history_length)
     hist_offsets = np.concatenate([[0], np.cumsum(hist_len)])
     owner = np.repeat(np.arange(n_u), hist_len)
     hist_cat = _sample_categories(_taste_cdf(taste), n_c, owner, rng)

@@ -150,3 +150,11 @@ def test_writing_parts_into_a_folder_that_holds_parts_is_refused(tmp_path: Path)
     simulate(config, tmp_path, part_rows=200)
     with pytest.raises(FileExistsError, match="impressions already holds 1 part files"):
         simulate(config, tmp_path, part_rows=200)
+
+
+def test_history_length_sets_the_sequence_length_and_caps_histories(tmp_path: Path) -> None:
+    simulate(SimulatorConfig(rows=2_000, seed=3, history_length=5), tmp_path)
+    spec = FeatureSpec.load(tmp_path / "feature_spec.yaml")
+    assert spec.sequences()[0].max_length == 5
+    histories = pq.read_table(tmp_path / "users.parquet").column("history").to_pylist()
+    assert max(map(len, histories)) == 5
