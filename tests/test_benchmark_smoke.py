@@ -105,3 +105,25 @@ def test_split_vs_unsplit_agrees_then_times_both(trained_run: TrainedRun) -> Non
     rows = re.findall(r"^\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+(\S+)$", out, re.MULTILINE)
     assert [int(r[0]) for r in rows] == [5, 40], out
     assert all(float(r[4]) <= 1e-5 for r in rows)  # the two graphs agree before any timing
+
+
+def test_serving_compare_runs_every_system_and_writes_the_table(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    work = tmp_path / "work" / "default"
+    work.mkdir(parents=True)
+    (work / "data").symlink_to(trained_run.data)
+    (work / "run").symlink_to(trained_run.run)
+    out = tmp_path / "out"
+    run_script(
+        "serving_compare.py", "--quick", "--models", "default", "--work", str(tmp_path / "work"),
+        "--out", str(out), "--systems", "mtrank", "naive", "litserve", "--no-two-core",
+        timeout=400,
+    )  # fmt: skip
+    table = (out / "table.md").read_text()
+    assert re.search(r"^\| 50 \| [\d.]+ \| [\d.]+x \| [\d.]+ \| [\d.]+x \|", table, re.M), table
+    assert "mtrank / naive:" in table
+    assert "of sgemm" in table
+    assert (out / "latency.png").stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())["results"]["default"]
+    assert set(results["latency"]) == {"mtrank", "naive", "litserve"}

@@ -1,0 +1,363 @@
+"""/rank against its model and against other ways to serve it, in one run: one table of ratios + a PNG.
+
+    python benchmarks/serving_compare.py --out docs/benchmarks/serving/compare     # ~15 min
+    python benchmarks/serving_compare.py --quick --models default --out /tmp/x    # smoke
+
+For the default preset and the large one (50-long history with attention, 8 experts of (256, 128)),
+trained on the simulator into ``--work`` (reused when present), at each candidate count:
+
+1. ``floor``: onnxruntime alone on prepared arrays, user graph once + candidate graph;
+2. ``mtrank``: /rank end to end over loopback HTTP (JSON in and out), list and columnar bodies;
+3. ``naive``: FastAPI + the PyTorch model in eager mode, user features copied to every candidate;
+4. ``unsplit``: mtrank's request path with the model as one ONNX graph;
+5. ``litserve`` / ``litserve_unsplit``: LitServe serving the split pair / the one graph behind
+   mtrank's parse and transform (``benchmarks/serving_apps.py`` says why LitServe and how).
+
+Latency: one client, keep-alive, p50 over ``--seconds``. Throughput at 500 candidates: closed loop at
+concurrency 1, 2, 4, 8; "throughput at equal p99" is each system's best throughput whose p99 stays
+within the naive service's p99 at its own best throughput (linear between measured points). Plus the
+candidate graph's GFLOP/s against single-core sgemm, mtrank on 2 workers against 1 (load generator
+pinned to core 1, its own CPU time reported), latency at half of saturation, and worker RSS.
+Every service gets one process and one onnxruntime/torch thread unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from serving_models import (
+    Prepared,
+    bodies,
+    candidate_flops,
+    floor,
+    load,
+    prepare,
+    sgemm_gflops,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+PRESETS = {"default": ("default", 30), "large": ("large", 50)}
+SYSTEMS = ("mtrank", "mtrank_columnar", "naive", "unsplit", "litserve", "litserve_unsplit")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Service:
+    """A server process on a free port, ready once a small /rank answers 200."""
+
+    def __init__(self, command: list[str], env: dict[str, str], probe: bytes, port: int) -> None:
+        self.port = port
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop); a pipe could stall the server
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=self.log,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{command} exited: {self.log.read().decode()[-2000:]}")
+            if self._probe(probe):
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"{command} did not answer within 180 s")
+
+    def _probe(self, body: bytes) -> bool:
+        head = f"POST /rank HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+                sock.sendall(head.encode() + body)
+                return sock.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    def rss_mib(self) -> float:
+        """Resident memory of the process and its children (the workers), MiB."""
+        pids = [self.process.pid, *_children(self.process.pid)]
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, 15)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+        self.log.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in map(int, children):
+            found += [child, *_children(child)]
+    return found
+
+
+def start(system: str, model: Prepared, probe: bytes, workers: int = 1) -> Service:
+    port = free_port()
+    apps = [sys.executable, str(HERE / "serving_apps.py")]
+    if system.startswith("mtrank"):
+        command = [sys.executable, "-m", "service", "serve", "--store", str(model.store),
+                   "--model", "feed", "--port", str(port), "--workers", str(workers)]  # fmt: skip
+        env = {
+            "MTRANK_INFERENCE_THREADS": "0",
+            "MTRANK_ORT_THREADS": "1",
+            "MTRANK_LOG_LEVEL": "WARNING",
+        }
+        return Service(command, env, probe, port)
+    if system == "naive":
+        command = [*apps, "naive", "--run", str(model.run), "--store", str(model.store)]
+    elif system == "unsplit":
+        command = [*apps, "unsplit", "--store", str(model.store), "--unsplit", str(model.unsplit)]
+    else:
+        command = [*apps, "litserve", "--store", str(model.store)]
+        command += ["--unsplit", str(model.unsplit)] if system.endswith("unsplit") else []
+    return Service([*command, "--port", str(port)], {}, probe, port)
+
+
+def load_run(port: int, body: bytes, seconds: float, *, concurrency: int = 1,
+             rate: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """The load generator in its own process pinned to core 1 (``serving_load.py``)."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"mtrank-bench-body-{os.getpid()}.json"
+    path.write_bytes(body)
+    command = [sys.executable, str(HERE / "serving_load.py"), "--port", str(port), "--body",
+               str(path), "--seconds", str(seconds), "--cpu", str(min(1, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0)]  # fmt: skip
+    command += (
+        ["--mode", "open", "--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
+    )
+    result: dict[str, Any] = json.loads(
+        subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    )
+    path.unlink()
+    ms = np.asarray(result.pop("latencies_ms") or [float("nan")])
+    result.update(
+        p50=float(np.percentile(ms, 50)), p99=float(np.percentile(ms, 99)), n=int(ms.size)
+    )
+    return result
+
+
+def at_p99(points: list[dict[str, Any]], bound: float) -> float:
+    """Best throughput with p99 <= bound, linear between measured points (0 if none)."""
+    best = 0.0
+    for low, high in itertools.pairwise(points):
+        if low["p99"] <= bound:
+            best = max(best, low["throughput"])
+            if high["p99"] > bound and high["throughput"] > low["throughput"]:
+                share = (bound - low["p99"]) / (high["p99"] - low["p99"])
+                best = max(
+                    best, low["throughput"] + share * (high["throughput"] - low["throughput"])
+                )
+    if points and points[-1]["p99"] <= bound:
+        best = max(best, points[-1]["throughput"])
+    return best
+
+
+def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
+    loaded = load(model)
+    sizes = {n: bodies(model, n) for n in args.sizes}
+    probe = bodies(model, 5)["list"]
+    out: dict[str, Any] = {"floor": {}, "latency": {}, "throughput": {}}
+    for n, body in sizes.items():
+        out["floor"][n] = floor(loaded, body["list"], args.repeat, model.unsplit)
+    flops = candidate_flops(model.store / "feed" / loaded.version / "candidates.onnx")
+    top = max(args.sizes)
+    out["gflops"] = flops * top / (out["floor"][top]["candidate_graph"] * 1e-3) / 1e9
+    out["flops_per_candidate"] = flops
+    for system in args.systems:
+        service = start(system, model, probe)
+        try:
+            for n, body in sizes.items():
+                form = "columnar" if system == "mtrank_columnar" else "list"
+                result = load_run(service.port, body[form], args.seconds)
+                out["latency"].setdefault(system, {})[n] = result
+                print(
+                    f"  {model.name} {system:>16} n={n:<5} p50 {result['p50']:7.2f} ms", flush=True
+                )
+            if system != "mtrank_columnar" and args.throughput_size in sizes:
+                busy = sizes[args.throughput_size]["list"]
+                points = [load_run(service.port, busy, args.seconds, concurrency=c)
+                          for c in args.concurrency]  # fmt: skip
+                out["throughput"][system] = points
+            if system == "mtrank":
+                out["rss_mib"] = service.rss_mib()
+        finally:
+            service.stop()
+    if args.two_core and args.throughput_size in sizes:
+        out["two_core"] = two_core(model, probe, sizes[args.throughput_size]["list"], args)
+    return out
+
+
+def two_core(
+    model: Prepared, probe: bytes, body: bytes, args: argparse.Namespace
+) -> dict[str, Any]:
+    """mtrank on 1 and 2 workers: saturation throughput, then latency at half of it."""
+    result: dict[str, Any] = {}
+    for workers in (1, 2):
+        service = start("mtrank", model, probe, workers=workers)
+        try:
+            saturated = load_run(service.port, body, args.seconds * 2, concurrency=8)
+            half = load_run(service.port, body, args.seconds * 2, rate=saturated["throughput"] / 2)
+            result[str(workers)] = {
+                "saturated": saturated,
+                "half": half,
+                "rss_mib": service.rss_mib(),
+            }
+        finally:
+            service.stop()
+    return result
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 and np.isfinite(a) else "n/a"
+
+
+def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
+    lines = [f"load average at start: {load_average}; single-core sgemm (onnxruntime MatMul 1024^3): "
+             f"{sgemm:.1f} GFLOP/s", ""]  # fmt: skip
+    for name, r in results.items():
+        lat, fl = r["latency"], r["floor"]
+        lines += [f"## {name} model", "",
+                  "| N | graphs ms (floor) | unsplit graph / split | mtrank list p50 ms | / graphs | "
+                  "outside model ms | columnar / list | naive / mtrank | unsplit / mtrank | "
+                  "litserve / mtrank | litserve_unsplit / mtrank |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for n in fl:
+            g = fl[n]["graphs"]
+            m = lat.get("mtrank", {}).get(n, {}).get("p50", float("nan"))
+            cells = [
+                str(n), f"{g:.2f}", _ratio(fl[n]["unsplit_graph"], g), f"{m:.2f}", _ratio(m, g),
+                f"{m - g:.2f}", _ratio(lat.get("mtrank_columnar", {}).get(n, {}).get("p50", np.nan), m),
+            ]  # fmt: skip
+            for other in ("naive", "unsplit", "litserve", "litserve_unsplit"):
+                cells.append(_ratio(lat.get(other, {}).get(n, {}).get("p50", np.nan), m))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        tp = r["throughput"]
+        if "naive" in tp and "mtrank" in tp:
+            bound = max(tp["naive"], key=lambda p: p["throughput"])["p99"]
+            best = {k: at_p99(v, bound) for k, v in tp.items()}
+            lines.append(f"throughput at p99 <= {bound:.1f} ms (naive's p99 at its best throughput), "
+                         "req/s: " + ", ".join(f"{k} {v:.0f}" for k, v in best.items()))  # fmt: skip
+            for other in ("naive", "unsplit", "litserve", "litserve_unsplit"):
+                if other in best:
+                    lines.append(f"- mtrank / {other}: {_ratio(best['mtrank'], best[other])}")
+        lines.append(f"candidate graph: {r['flops_per_candidate'] / 1e3:.0f} kFLOP per candidate, "
+                     f"{r['gflops']:.1f} GFLOP/s at N={max(fl)} = {r['gflops'] / sgemm:.0%} of sgemm")  # fmt: skip
+        if "rss_mib" in r:
+            lines.append(f"RSS of one mtrank worker after the runs: {r['rss_mib']:.0f} MiB")
+        if "two_core" in r:
+            one, two = r["two_core"]["1"], r["two_core"]["2"]
+            half = two["half"]
+            gen = two["saturated"]["generator_cpu_seconds"] / two["saturated"]["seconds"]
+            lines.append(f"2 workers / 1 worker at saturation: {_ratio(two['saturated']['throughput'], one['saturated']['throughput'])} "
+                         f"({one['saturated']['throughput']:.0f} -> {two['saturated']['throughput']:.0f} req/s); "
+                         f"at half of saturation ({half['throughput']:.0f} req/s) p50 {half['p50']:.2f} ms, p99 {half['p99']:.2f} ms "
+                         f"(p99/p50 {half['p99'] / half['p50']:.2f}); load generator used {gen:.0%} of a core; "
+                         f"RSS of 2 workers + parent {two['rss_mib']:.0f} MiB")  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items(), strict=True):
+        sizes = list(r["floor"])
+        x = np.arange(len(sizes))
+        series = {"floor (onnxruntime)": [r["floor"][n]["graphs"] for n in sizes]}
+        for system, values in r["latency"].items():
+            series[system] = [values.get(n, {}).get("p50", np.nan) for n in sizes]
+        width = 0.8 / len(series)
+        for k, (label, values) in enumerate(series.items()):
+            ax.bar(x + k * width, values, width, label=label)
+        ax.set_xticks(x + 0.4 - width / 2, [str(n) for n in sizes])
+        ax.set_yscale("log")
+        ax.set_xlabel("candidates per request")
+        ax.set_ylabel("p50 latency, concurrency 1 (ms)")
+        ax.set_title(f"{name} model")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=ROOT / "runs" / "bench-serving",
+        help="data and models (reused)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "docs" / "benchmarks" / "serving" / "compare"
+    )
+    parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--throughput-size", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--repeat", type=int, default=200, help="floor: runs per median")
+    parser.add_argument("--rows", type=int, default=100_000, help="simulator rows to train on")
+    parser.add_argument("--epochs", type=int, help="override the presets' epochs")
+    parser.add_argument("--no-two-core", dest="two_core", action="store_false")
+    parser.add_argument("--quick", action="store_true", help="seconds 0.5, sizes 20 50, for CI")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.repeat, args.concurrency = 0.5, 5, [1, 2]
+        args.sizes, args.throughput_size = [20, 50], 50
+    args.out.mkdir(parents=True, exist_ok=True)
+    load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    sgemm = sgemm_gflops()
+    results: dict[str, Any] = {}
+    for name in args.models:
+        preset, history = PRESETS[name]
+        model = prepare(args.work, name, preset, history, args.rows, args.epochs)
+        print(f"== {name}: measuring", flush=True)
+        results[name] = measure_model(model, args)
+    text = table(results, sgemm, load_average)
+    text += f"\nload average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}\n"
+    print(text)
+    (args.out / "table.md").write_text(text)
+    (args.out / "results.json").write_text(
+        json.dumps({"sgemm_gflops": sgemm, "results": results}, indent=1, default=str)
+    )
+    plot(results, args.out / "latency.png")
+    print(f"wrote {args.out / 'table.md'}, results.json, latency.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

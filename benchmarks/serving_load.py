@@ -1,0 +1,148 @@
+"""HTTP load for the serving comparison: raw keep-alive sockets, one pre-built request, no client library.
+
+    python benchmarks/serving_load.py --port 8000 --body body.json --mode closed --concurrency 4 \
+        --seconds 5 [--path /rank] [--cpu 1]
+    python benchmarks/serving_load.py --port 8000 --body body.json --mode open --rate 200 --seconds 5
+
+``closed``: ``--concurrency`` connections, each sends its next request when the last answer is in.
+``open``: requests start on a fixed schedule (``--rate`` per second) whether or not earlier ones are
+done, on as many connections as needed; latency counts from the scheduled start, so queueing at the
+server is included (no coordinated omission). Prints one JSON line: latencies (ms), throughput,
+status counts and this process's own CPU seconds, so the load generator's cost is reported apart
+from the server's. ``--cpu`` pins the generator to one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import selectors
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends a fixed request and reads whole answers."""
+
+    def __init__(self, port: int, request: bytes) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.request = request
+        self.buffer = b""
+        self.started = 0.0
+
+    def send(self, started: float) -> None:
+        self.started = started
+        self.buffer = b""
+        self.sock.setblocking(True)
+        self.sock.sendall(self.request)
+        self.sock.setblocking(False)
+
+    def read(self) -> int | None:
+        """The status once the whole answer is in, else None (call again when readable)."""
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buffer += chunk
+        head, sep, body = self.buffer.partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if len(body) < length:
+            return None
+        return int(head.split(b" ", 2)[1])
+
+
+def build_request(path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def run_load(args: argparse.Namespace, request: bytes) -> dict[str, Any]:
+    selector = selectors.DefaultSelector()
+    closed = args.mode == "closed"
+    idle = [Connection(args.port, request) for _ in range(args.concurrency if closed else 1)]
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    begin = time.perf_counter()
+    stop = begin + args.seconds
+    next_start = begin  # open loop: the next scheduled start
+    in_flight = 0
+
+    def start(conn: Connection, at: float) -> None:
+        nonlocal in_flight
+        conn.send(at)
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+        in_flight += 1
+
+    while True:
+        now = time.perf_counter()
+        if closed:
+            while idle and now < stop:
+                start(idle.pop(), now)
+        else:
+            while next_start <= now and next_start < stop:
+                start(idle.pop() if idle else Connection(args.port, request), next_start)
+                next_start += 1.0 / args.rate
+        if in_flight == 0:
+            if now >= stop:
+                break
+            time.sleep(max(0.0, min(next_start - now, 0.001)))
+            continue
+        wait = 0.001 if closed else max(0.0, min(next_start - now, 0.001))
+        for key, _ in selector.select(timeout=wait):
+            conn: Connection = key.data
+            status = conn.read()
+            if status is None:
+                continue
+            statuses[status] += 1
+            if status == 200:
+                latencies.append((time.perf_counter() - conn.started) * 1e3)
+            selector.unregister(conn.sock)
+            in_flight -= 1
+            idle.append(conn)
+    elapsed = time.perf_counter() - begin
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "latencies_ms": latencies,
+        "throughput": len(latencies) / elapsed,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "seconds": elapsed,
+        "generator_cpu_seconds": usage.ru_utime + usage.ru_stime,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--body", type=Path, required=True, help="request body file")
+    parser.add_argument("--path", default="/rank")
+    parser.add_argument("--mode", choices=("closed", "open"), default="closed")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=100.0, help="open loop: requests/s")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--cpu", type=int, help="pin this process to one core")
+    args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    request = build_request(args.path, args.body.read_bytes())
+    print(json.dumps(run_load(args, request)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
