@@ -18,6 +18,10 @@ split adds).
         --archs single_task,shared_bottom,omoe,mmoe,cgc,ple --seeds 10 --epochs 30 \\
         --out docs/benchmarks/census [--max-rows R] [--set KEY=VALUE ...] [--smoke]
 
+An arch entry may be a variant of a preset, ``LABEL:PRESET+KEY=VALUE+...`` (e.g.
+``esmm:esm2+esm2=false``), and ``--data`` a view YAML (``DIR/esm2.yaml``); ``--reference LABEL``
+measures the table's gaps against that entry instead of Shared-Bottom.
+
 Preset keys that name tasks the data set lacks (the PLE preset's ``weighting.gamma.click``) are
 dropped, so every preset runs on every data set. ``--smoke`` trains 1 epoch on 500 rows.
 """
@@ -41,7 +45,7 @@ import torch
 import yaml
 
 from service.contracts.tasks import TaskSpec
-from training.data.dataset import DatasetConfig, EntityTable, load_config
+from training.data.dataset import DatasetConfig, EntityTable, dataset_file, load_config
 from training.train.config import TrainConfig, preset_path
 from training.train.config import load_config as load_train_config
 from training.train.run import train_run
@@ -76,11 +80,11 @@ def task_subset_dir(
     meta: DatasetConfig, data_dir: Path, tasks: Sequence[TaskSpec], out: Path
 ) -> Path:
     """A dataset.yaml over the source's files that lists only ``tasks`` (single-task baselines)."""
-    root = data_dir.resolve()
+    root = dataset_file(data_dir).resolve().parent  # a view YAML's files sit beside it
     ids = {t.id for t in tasks}
     outside = [t.id for t in tasks if t.sample_space != "all" and t.sample_space not in ids]
     if outside:
-        raise ValueError(f"tasks {outside} need their sample-space task; train them together")
+        raise ValueError(f"tasks {outside} need their sample-space task in the subset")
 
     def entity(table: EntityTable | None) -> EntityTable | None:
         return None if table is None else EntityTable(file=str(root / table.file), key=table.key)
@@ -98,6 +102,10 @@ def task_subset_dir(
         esmm=meta.esmm if keep_esmm else None,
         position_feature=meta.position_feature,
         data_card=None,
+        group=meta.group,
+        columns=meta.columns,
+        sample_weights={k: v for k, v in meta.sample_weights.items() if k in ids},
+        split_column=meta.split_column,
     ).dump(out)
     return out
 
@@ -119,19 +127,33 @@ def preset_for_tasks(preset: str, task_ids: Sequence[str]) -> dict[str, Any]:
     return data
 
 
+def variant(arch: str) -> tuple[str, list[str]]:
+    """``LABEL:PRESET+KEY=VALUE+...`` (a variant of a preset) or ``PRESET`` -> (preset, overrides)."""
+    _, _, spec = arch.rpartition(":")
+    preset, *overrides = spec.split("+")
+    return (SINGLE_TASK_PRESET if preset == SINGLE_TASK else preset), overrides
+
+
 def run_config(
-    arch: str, seed: int, plan: Plan, task_ids: Sequence[str], workdir: Path
+    arch: str,
+    seed: int,
+    plan: Plan,
+    task_ids: Sequence[str],
+    workdir: Path,
+    extra: Sequence[str] = (),
 ) -> TrainConfig:
-    """The arch's preset for these tasks, then seed, split, epochs, rows, one thread, ``--set``s."""
-    preset = SINGLE_TASK_PRESET if arch == SINGLE_TASK else arch
-    path = workdir / "presets" / f"{preset}-{'-'.join(task_ids)}.yaml"
+    """The arch's preset for these tasks, then seed, split, epochs, rows, one thread, the
+    variant's overrides and ``--set``s."""
+    preset, variant_sets = variant(arch)
+    label = arch.partition(":")[0] if ":" in arch else preset
+    path = workdir / "presets" / f"{label}-{'-'.join(task_ids)}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(preset_for_tasks(preset, task_ids)), encoding="utf-8")
     split = seed if plan.split_seed == FOLLOW_MODEL_SEED else plan.split_seed
     overrides = [f"seed={seed}", f"split_seed={split}", f"epochs={plan.epochs}", "threads=1"]
     if plan.max_rows is not None:
         overrides.append(f"max_rows={plan.max_rows}")
-    return load_train_config(str(path), [*overrides, *plan.sets])
+    return load_train_config(str(path), [*overrides, *variant_sets, *extra, *plan.sets])
 
 
 # ---- runs -------------------------------------------------------------------------------------
@@ -151,31 +173,49 @@ class Plan:
     split_seed: int  # validation split of every run; -1: each run's own model seed
     out: Path
     smoke: bool
+    reference: str = REFERENCE_ARCH  # the arch gaps are measured against
+
+
+def label_of(arch: str) -> str:
+    """The name an arch entry is reported under: the variant's label, else the preset."""
+    return arch.partition(":")[0] if ":" in arch else arch
+
+
+def single_task_groups(tasks: Sequence[TaskSpec]) -> list[tuple[TaskSpec, list[TaskSpec]]]:
+    """Per task: the task with what it needs, its sample-space task first (trained with weight 0,
+    so only the task's own loss moves the model)."""
+    by_id = {t.id: t for t in tasks}
+    return [(t, [t] if t.sample_space == "all" else [by_id[t.sample_space], t]) for t in tasks]
 
 
 def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) -> RunResult:
     """Train one arch at one seed (``single_task``: one model per task)."""
     meta = load_config(data_dir)
-    groups = [[t] for t in meta.tasks] if arch == SINGLE_TASK else [list(meta.tasks)]
+    single = arch.rpartition(":")[2].split("+")[0] == SINGLE_TASK
+    groups = single_task_groups(meta.tasks) if single else [(None, list(meta.tasks))]
     tasks: Metrics = {}
     best: dict[str, int] = {}
     config_dump: dict[str, Any] = {}
     started = time.perf_counter()
-    for group in groups:
-        label = group[0].id if arch == SINGLE_TASK else "all"
+    for own, group in groups:
+        label = own.id if own is not None else "all"
         ids = [t.id for t in group]
-        view = (
-            task_subset_dir(meta, data_dir, group, workdir / "data" / label)
-            if arch == SINGLE_TASK
-            else data_dir
-        )
-        config = run_config(arch, seed, plan, ids, workdir)
-        run = train_run(config, view, workdir / "runs" / f"{arch}-{seed}-{label}", progress=False)
-        tasks.update(run.metrics["tasks"])
+        extra: list[str] = []
+        view = data_dir
+        if own is not None:
+            view = task_subset_dir(meta, data_dir, group, workdir / "data" / label)
+            # one loss: helpers at weight 0, no product losses or cascades between tasks
+            extra = [f"weighting.weights.{t.id}=0" for t in group if t is not own]
+            extra += ["esmm=false", "esm2=false", "nmtr=false"]
+        config = run_config(arch, seed, plan, ids, workdir, extra)
+        name = f"{label_of(arch)}-{seed}-{label}"
+        run = train_run(config, view, workdir / "runs" / name, progress=False)
+        kept = [own.id] if own is not None else ids
+        tasks.update({k: v for k, v in run.metrics["tasks"].items() if k in kept})
         best[label] = int(run.metrics["best_epoch"])
         config_dump = config_dump or config.model_dump(mode="json")
     seconds = time.perf_counter() - started
-    return RunResult(arch, seed, round(seconds, 2), tasks, best, config_dump)
+    return RunResult(label_of(arch), seed, round(seconds, 2), tasks, best, config_dump)
 
 
 def headline(tasks: Metrics) -> str:
@@ -241,22 +281,34 @@ def summarize(results: Sequence[RunResult], tasks: Sequence[TaskSpec]) -> dict[s
     return summary
 
 
-def gap_to_reference(summary: dict[str, Any], arch: str, task_id: str) -> str:
-    """Mean difference to Shared-Bottom ± its standard error, or an empty cell."""
-    ref = summary.get(REFERENCE_ARCH, {}).get("tasks", {}).get(task_id)
+def gap_to_reference(
+    summary: dict[str, Any], arch: str, task_id: str, reference: str = REFERENCE_ARCH
+) -> str:
+    """Mean difference to the reference arch ± its standard error, or an empty cell."""
+    ref = summary.get(reference, {}).get("tasks", {}).get(task_id)
     own = summary[arch]["tasks"].get(task_id)
-    if ref is None or own is None or arch == REFERENCE_ARCH:
+    if ref is None or own is None or arch == reference:
         return ""
     se = math.sqrt(own["std"] ** 2 / own["n"] + ref["std"] ** 2 / ref["n"])
     return f"{own['mean'] - ref['mean']:+.4f} ± {se:.4f}"
 
 
-def table_markdown(summary: dict[str, Any], tasks: Sequence[TaskSpec], title: str) -> str:
-    """One row per arch: per task mean ± std, best, gap to Shared-Bottom; seconds per run."""
+def table_markdown(
+    summary: dict[str, Any],
+    tasks: Sequence[TaskSpec],
+    title: str,
+    reference: str = REFERENCE_ARCH,
+) -> str:
+    """One row per arch: per task mean ± std, best, gap to the reference; seconds per run."""
+    short = "SB" if reference == REFERENCE_ARCH else reference
     header = ["arch", "runs"]
     for task in tasks:
         metric = metric_of(task.type).upper()
-        header += [f"{task.id} {metric} mean ± std", f"{task.id} best", f"{task.id} Δ vs SB ± se"]
+        header += [
+            f"{task.id} {metric} mean ± std",
+            f"{task.id} best",
+            f"{task.id} Δ vs {short} ± se",
+        ]
     header.append("seconds / run")
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for arch, row in summary.items():
@@ -268,7 +320,7 @@ def table_markdown(summary: dict[str, Any], tasks: Sequence[TaskSpec], title: st
                 cells += ["n/a", "n/a", ""]
                 continue
             cells += [f"{cell['mean']:.4f} ± {cell['std']:.4f}", f"{cell['best']:.4f}"]
-            cells.append(gap_to_reference(summary, arch, task.id))
+            cells.append(gap_to_reference(summary, arch, task.id, reference))
         cells.append(f"{row['seconds_per_run']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "AUC: higher is better (best = max); MSE: lower is better (best = min). "]
@@ -317,7 +369,7 @@ def write_outputs(plan: Plan, results: Sequence[RunResult]) -> list[Path]:
     results_path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", "utf-8")
     table_path = plan.out / "table.md"
     table_path.write_text(
-        table_markdown(summary, tasks, f"{plan.name}: validation metrics"), "utf-8"
+        table_markdown(summary, tasks, f"{plan.name}: validation metrics", plan.reference), "utf-8"
     )
     return [results_path, table_path, plot_metrics(results, tasks, plan.out / "metrics.png")]
 
@@ -329,7 +381,12 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, required=True, help="data directory (dataset.yaml)")
     parser.add_argument("--name", required=True, help="benchmark name for the table title")
-    parser.add_argument("--archs", required=True, help="comma-separated: single_task or presets")
+    parser.add_argument(
+        "--archs", required=True,
+        help="comma-separated: single_task, presets, or variants LABEL:PRESET+KEY=VALUE+...",
+    )  # fmt: skip
+    parser.add_argument("--reference", default=REFERENCE_ARCH,
+                        help="arch (label) the table's gaps are measured against")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="model seeds 0..N-1 (default 3)")
     parser.add_argument("--epochs", type=int, default=10, help="max epochs per run (default 10)")
     parser.add_argument("--max-rows", type=int, help="use only the first R impressions")
@@ -343,16 +400,16 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     if not archs or args.seeds < 1 or args.epochs < 1:
         parser.error("need at least one arch, --seeds >= 1 and --epochs >= 1")
-    for arch in set(archs) - {SINGLE_TASK}:
+    for arch in archs:
         try:
-            preset_path(arch)
+            preset_path(variant(arch)[0])
         except ValueError as exc:
             parser.error(str(exc))
     epochs, rows = args.epochs, args.max_rows
     if args.smoke:
         epochs, rows = SMOKE_EPOCHS, min(rows or SMOKE_ROWS, SMOKE_ROWS)
     return Plan(args.data, args.name, archs, args.seeds, epochs, rows, args.set, args.split_seed,
-                args.out, args.smoke)  # fmt: skip
+                args.out, args.smoke, args.reference)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 ``--data DIR/esm2.yaml`` trains on the same impressions with other tasks:
 
 * ``esm2.yaml``: ESM² (Wen et al., SIGIR'20): click, action (add-to-cart or wish-list, computed as
-  ``max(cart, wish)``) and convert, both in the click space; derived pCTAVR and pCTCVR.
+  ``max(cart, wish)``) and convert, both in the click space; derived pCTAVR and pCTCVR. It also
+  declares the ESMM pair, so ``--set esm2=false`` trains ESMM on the same tasks (and
+  ``esmm=false`` as well: both post-click tasks on clicked rows only).
 * ``nmtr.yaml``: NMTR (Gao et al., ICDE'19): the behaviours click -> cart -> convert, each on every
   impression (a cart or purchase implies the click), cascaded in that order.
 * ``ltr.yaml`` (with requests only): the default tasks plus ``relevance``, a learning-to-rank task
@@ -15,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.contracts.tasks import DerivedObjective, TaskSpec
-from training.data.dataset import DatasetConfig, Esm2Spec
+from training.data.dataset import DatasetConfig, Esm2Spec, EsmmPair
 
 RELEVANCE = "click + like + share + 2 * convert"
 
@@ -38,6 +40,7 @@ def write_views(out: Path, meta: DatasetConfig) -> list[Path]:
                 DerivedObjective(id="ctcvr", product=["click", "convert"]),
             ],
             "esm2": Esm2Spec(ctr="click", action="action", cvr="convert"),
+            "esmm": EsmmPair(ctr="click", cvr="convert"),
         }
     )
     nmtr = base.model_copy(
