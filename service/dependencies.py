@@ -2,21 +2,22 @@
 
 Collaborators live in one :class:`AppState` on ``app.state.mtrank`` (built by ``create_app``, completed
 by the lifespan), never in globals. Guards are dependencies: :func:`require_admin` on the admin router,
-:func:`rank_slot` (bounded concurrency, never waits) on /rank.
+:func:`rank_slot` (bounded concurrency, never waits) around scoring in /rank.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import Forbidden, NotReady, Overloaded, Unauthorized
+from service.admin_auth import admin_refusal
+from service.errors import NotReady, Overloaded
 from service.json_body import BodyLimits
 from service.metrics import ServiceMetrics
 from service.model_store import ModelStore
@@ -107,17 +108,21 @@ def require_admin(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Admin endpoints need ``Authorization: Bearer $MTRANK_ADMIN_TOKEN``; refused if no token is set."""
-    if settings.admin_token is None:
-        raise Forbidden("the admin API is disabled: set MTRANK_ADMIN_TOKEN to enable it")
-    expected = settings.admin_token.get_secret_value().encode()
-    given = credentials.credentials.encode() if credentials is not None else b""
-    if credentials is None or not secrets.compare_digest(given, expected):
-        raise Unauthorized("missing or wrong bearer token: send Authorization: Bearer <token>")
+    """Admin endpoints need ``Authorization: Bearer $MTRANK_ADMIN_TOKEN``; refused if no token is set.
+
+    The front door has already refused such requests before reading their body; this repeats the
+    check (same function) and puts the bearer scheme in the OpenAPI document."""
+    bearer = credentials.credentials if credentials is not None else None
+    refusal = admin_refusal(settings.admin_token, bearer)
+    if refusal is not None:
+        raise refusal
 
 
-async def rank_slot(state: StateDep) -> AsyncIterator[None]:
-    """Hold one of ``max_concurrency`` slots for the request; 503 + Retry-After when none is free."""
+@contextmanager
+def rank_slot(state: AppState) -> Iterator[None]:
+    """Hold one of ``max_concurrency`` slots around parsing and scoring a /rank request; 503 +
+    Retry-After when none is free. The body is read before (by the front door) and the answer is
+    sent after, so a slow client never holds a slot."""
     if not state.limiter.try_acquire():
         raise Overloaded(
             f"{state.limiter.limit} requests in flight (MTRANK_MAX_CONCURRENCY): retry shortly",

@@ -11,7 +11,7 @@ codes, and only a genuine bug ends as a 500 ``internal``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -69,6 +69,13 @@ class PayloadTooLarge(RankError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(RankError):
+    """The body did not arrive within ``body_timeout_seconds``."""
+
+    status_code = 408
+    code = "request_timeout"
 
 
 class NotReady(RankError):
@@ -182,13 +189,14 @@ def from_validation_errors(errors: Sequence[Any]) -> RankError:
     return InvalidInput(_MESSAGES.get(kind, message), field=field)
 
 
-def error_response(error: RankError) -> Response:
+def error_response(error: RankError, headers: Mapping[str, str] | None = None) -> Response:
+    """The JSON answer to ``error``; ``headers`` are added to the error's own (e.g. ``Allow``)."""
     body = {"error": {"code": error.code, "message": error.message, "field": error.field}}
     return Response(
         content=orjson.dumps(body),
         status_code=error.status_code,
         media_type="application/json",
-        headers=error.headers(),
+        headers={**error.headers(), **(headers or {})},
     )
 
 
@@ -196,6 +204,7 @@ _STATUS_ERRORS: dict[int, type[RankError]] = {
     401: Unauthorized,
     404: NotFound,
     405: MethodNotAllowed,
+    408: RequestTimeout,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
 }
@@ -204,10 +213,10 @@ _STATUS_ERRORS: dict[int, type[RankError]] = {
 def install_error_handlers(app: FastAPI, observe: ErrorObserver | None = None) -> None:
     """Register the one mapping from exceptions to ``{"error": ...}`` responses on ``app``."""
 
-    def respond(error: RankError) -> Response:
+    def respond(error: RankError, headers: Mapping[str, str] | None = None) -> Response:
         if observe is not None:
             observe(error.code)
-        return error_response(error)
+        return error_response(error, headers)
 
     async def on_rank_error(_: Request, exc: Exception) -> Response:
         if not isinstance(exc, RankError):  # pragma: no cover - registration guarantees the type
@@ -226,7 +235,7 @@ def install_error_handlers(app: FastAPI, observe: ErrorObserver | None = None) -
             raise exc
         default = BadRequest if exc.status_code < 500 else RankError
         cls = _STATUS_ERRORS.get(exc.status_code, default)
-        return respond(cls(str(exc.detail)))
+        return respond(cls(str(exc.detail)), exc.headers)  # e.g. a 405's ``Allow``
 
     async def on_unexpected(_: Request, exc: Exception) -> Response:
         logger.exception("unhandled error while serving a request")

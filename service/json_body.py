@@ -2,9 +2,9 @@
 
 FastAPI's default body path decodes JSON with ``json.loads`` into Python objects and then validates those;
 pydantic-core parsing and validating the bytes in one pass is cheaper (``benchmarks/parse_vs_score.py``
-measures both against scoring). The body is read with a size limit enforced while streaming, and the
-checks that depend on settings (candidate count, sequence length) or on the whole list (unique ids,
-column lengths) run here, each naming the offending field.
+measures both against scoring). The body arrives already read, limited and decoded by the front door
+(``service/front_door.py``); the checks that depend on settings (candidate count, sequence length) or
+on the whole list (unique ids, column lengths) run here, each naming the offending field.
 """
 
 from __future__ import annotations
@@ -17,12 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from service.errors import (
-    InvalidInput,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    from_validation_errors,
-)
+from service.errors import InvalidInput, UnsupportedMediaType, from_validation_errors
 from service.rank_body import ParsedRank, from_request, parse_fast
 from service.schemas import ColumnarCandidates, RankRequest
 
@@ -41,28 +36,15 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def read_json_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body; 415 for a non-JSON content type, 413 past ``max_bytes`` (checked while reading)."""
+async def read_json_body(request: Request) -> bytes:
+    """The raw body; 415 for a non-JSON content type. The front door (``service/front_door.py``) has
+    already received it in full, within the size limit and the deadline, and decoded it."""
     content_type = request.headers.get("content-type")
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType(
             f"content type {content_type!r} is not JSON: send the body as application/json"
         )
-    too_large = PayloadTooLarge(
-        f"request body exceeds {max_bytes} bytes (MTRANK_MAX_BODY_BYTES): send fewer candidates "
-        "per request or use the columnar candidate form"
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await request.body()
 
 
 def parse_rank_request(body: bytes, limits: BodyLimits) -> ParsedRank:

@@ -18,11 +18,13 @@ from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import AppState, ConcurrencyLimiter
 from service.errors import ModelLoadError, install_error_handlers
+from service.front_door import FrontDoor
 from service.heap import freeze_heap
 from service.json_body import BodyLimits, register_openapi_models
 from service.logging_config import configure_logging
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model_store import ModelStore
+from service.openapi import document_error_responses
 from service.routers import admin, health, metrics, rank
 from service.schemas import RankRequest
 from service.scoring.ranker import Ranker
@@ -94,10 +96,13 @@ def create_app(
     app = FastAPI(title="mtrank", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.mtrank = state
     install_error_handlers(app, observe=service_metrics.record_error)
-    app.add_middleware(RequestMetricsMiddleware, metrics=service_metrics)
+    observe = service_metrics.record_error
+    app.add_middleware(FrontDoor, settings=settings, routes=app.router.routes, observe=observe)
+    app.add_middleware(RequestMetricsMiddleware, metrics=service_metrics)  # outermost: sees all
     for router in (rank.router, health.router, metrics.router, admin.router):
         app.include_router(router)
     register_openapi_models(app, RankRequest)
+    document_error_responses(app)
     return app
 
 

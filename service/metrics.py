@@ -8,6 +8,7 @@ Labels are low-cardinality only: never a user or item id.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ OBJECTIVE_BUCKETS = (
 # Negative buckets mean the exposition has no _sum/_count for the fused score (an OpenMetrics rule the
 # client library follows); quantiles and heatmaps only need the buckets.
 FUSED_BUCKETS = (-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, *OBJECTIVE_BUCKETS)
+logger = logging.getLogger(__name__)
+
 FETCH_FAILURES = frozenset({"timeout", "error", "circuit_open", "corrupt"})
 
 
@@ -202,8 +206,17 @@ class ServiceMetrics:
         self.model_swaps.labels(result="ok" if ok else "failed").inc()
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""Status label of a request whose client went away before it was answered (nginx's 499)."""
+
+
 class RequestMetricsMiddleware:
-    """ASGI middleware: count and time every HTTP request by route template and status."""
+    """ASGI middleware: count and time every HTTP request by route template and status.
+
+    A client that disconnects before its answer (``ClientDisconnect`` while its body is read) is
+    counted as status 499 and reason ``client_disconnected``, and logged at debug: it is the
+    client's doing, not a server error, and must not inflate the 5xx rate or flood the log.
+    """
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -224,6 +237,12 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_note)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED_REQUEST
+            self.metrics.record_error("client_disconnected")
+            logger.debug(
+                "client disconnected before %s %s was answered", scope["method"], scope["path"]
+            )
         finally:
             route = scope.get("route")
             endpoint = (

@@ -17,12 +17,14 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     StrictBool,
     StrictStr,
     Tag,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from service.contracts.fusion import FusionSpec
 
@@ -51,6 +53,20 @@ def _id_tag(value: Any) -> str | None:
     return "<str>" if kind is str else "<int>" if kind is int else None
 
 
+class _OverlappingBranches:
+    """JSON Schema of a union whose branches overlap (an integer is also a number): ``anyOf``, since
+    ``oneOf`` would refuse every integer that pydantic accepts."""
+
+    @staticmethod
+    def __get_pydantic_json_schema__(
+        core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if "oneOf" in schema:
+            schema["anyOf"] = schema.pop("oneOf")
+        return schema
+
+
 SequenceId = Annotated[
     Annotated[StrictStr, Tag("<str>")] | Annotated[Int64, Tag("<int>")],
     Discriminator(
@@ -73,6 +89,7 @@ FeatureValue = Annotated[
             "(booleans and objects are refused)"
         ),
     ),
+    _OverlappingBranches,
 ]
 Features = dict[str, FeatureValue]
 
@@ -83,6 +100,17 @@ class _Body(BaseModel):
 
 class UserPart(_Body):
     """The user: an id (features fetched from the store) and/or request features."""
+
+    model_config = ConfigDict(  # the rule of ``_id_or_features``, stated in the schema
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["id"], "properties": {"id": {"type": "string"}}},
+                {"required": ["features"], "properties": {"features": {"minProperties": 1}}},
+            ]
+        },
+    )
 
     id: Id | None = Field(None, description="user id; stored features are fetched by it")
     features: Features = Field(
@@ -105,7 +133,7 @@ class Candidate(_Body):
 class ColumnarCandidates(_Body):
     """Large candidate lists: the ids and one array per feature, each as long as ``ids``."""
 
-    ids: list[Id] = Field(min_length=1)
+    ids: list[Id] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
     features: dict[str, list[FeatureValue]] = Field(default_factory=dict)
 
 
@@ -155,7 +183,13 @@ class RankRequest(_Body):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [EXAMPLE_ROWS, EXAMPLE_COLUMNS]},
+        json_schema_extra={
+            "examples": [EXAMPLE_ROWS, EXAMPLE_COLUMNS],
+            "not": {  # a fusion spec or a preset name, not both (``check_limits``)
+                "required": ["fusion", "fusion_preset"],
+                "properties": {"fusion": {"type": "object"}, "fusion_preset": {"type": "string"}},
+            },
+        },
     )
 
     request_id: Annotated[StrictStr, Field(max_length=128)] | None = Field(

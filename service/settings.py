@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +29,10 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """Every knob of the ranking service; env var = ``MTRANK_`` + upper-case field name."""
 
-    model_config = SettingsConfigDict(env_prefix="MTRANK_", frozen=True, extra="forbid")
+    # errors never echo the input: it may hold the admin token
+    model_config = SettingsConfigDict(
+        env_prefix="MTRANK_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     models_dir: Path = Field(
         Path("models_store"), description="model store root (<model>/<version>/)"
@@ -49,8 +52,19 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="bearer token for /admin; unset = admin API refused"
     )
+    admin_token_file: Path | None = Field(
+        None,
+        description="file holding the admin token (first line); keeps it out of the environment "
+        "and the process list",
+    )
     max_candidates: int = Field(5000, ge=1, description="candidates per request")
     max_body_bytes: int = Field(8 * MIB, ge=1024, description="request body size limit")
+    max_admin_body_bytes: int = Field(
+        64 * 1024, ge=256, description="body size limit of /admin requests"
+    )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="a request body must arrive within this; 408 otherwise"
+    )
     max_sequence_length: int = Field(1000, ge=1, description="ids in one sequence feature")
     unknown_features: Literal["reject", "ignore"] = Field(
         "reject",
@@ -68,8 +82,32 @@ class Settings(BaseSettings):
         description="threads running ONNX sessions off the event loop; 0 = score on the event "
         "loop, one request at a time per worker process (no thread hop)",
     )
+    keep_alive_seconds: int = Field(
+        5,
+        ge=1,
+        le=600,
+        description="python -m service serve: close a connection idle (or still sending its "
+        "request head) this long",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="python -m service serve: open connections before new requests get 503",
+    )
     log_format: Literal["json", "text"] = Field("json", description="JSON lines or plain text")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _admin_token_from_file(cls, data: Any) -> Any:
+        """``admin_token_file`` fills ``admin_token``, so the rest of the service reads one field."""
+        if not isinstance(data, dict) or not data.get("admin_token_file"):
+            return data
+        if data.get("admin_token"):
+            raise ValueError(
+                "both MTRANK_ADMIN_TOKEN and MTRANK_ADMIN_TOKEN_FILE are set: keep one of them"
+            )
+        return {**data, "admin_token": read_token_file(Path(data["admin_token_file"]))}
 
     @classmethod
     def settings_customise_sources(
@@ -87,6 +125,21 @@ class Settings(BaseSettings):
             sources.append(_file_source(settings_cls, Path(config_file)))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+
+def read_token_file(path: Path) -> str:
+    """The token on the first line of ``path`` (surrounding whitespace removed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(
+            f"MTRANK_ADMIN_TOKEN_FILE={path}: cannot read it ({exc.strerror or exc})"
+        ) from None
+    lines = text.strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ValueError(f"MTRANK_ADMIN_TOKEN_FILE={path} is empty: write the token in it")
+    return token
 
 
 def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:

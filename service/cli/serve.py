@@ -5,16 +5,20 @@ r"""``python -m service serve``: run the API with uvicorn, like the documented c
     #          uvicorn --factory service.main:create_app --host 127.0.0.1 --port 8000
 
 Options become ``MTRANK_*`` environment variables, so every worker process builds the same settings;
-any other setting is read from the environment (or ``MTRANK_CONFIG_FILE``) as usual.
+any other setting is read from the environment (or ``MTRANK_CONFIG_FILE``) as usual. Connections are
+served by ``service.http_protocol:HeadGuardProtocol`` (request heads get a deadline and a size limit),
+closed after ``MTRANK_KEEP_ALIVE_SECONDS`` idle, and bounded by ``MTRANK_MAX_CONNECTIONS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 APP = "service.main:create_app"
+HTTP_PROTOCOL = "service.http_protocol:HeadGuardProtocol"
 
 
 def register(subparsers: Any) -> None:
@@ -30,7 +34,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--redis", help="Redis URL for online features and the user cache")
-    parser.add_argument("--admin-token", help="enable /admin with this bearer token")
+    parser.add_argument(
+        "--admin-token-file",
+        help="enable /admin with the bearer token in this file (MTRANK_ADMIN_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--admin-token",
+        help="enable /admin with this bearer token; visible to every local user in the process "
+        "list: prefer MTRANK_ADMIN_TOKEN or --admin-token-file",
+    )
     parser.add_argument(
         "--log-format", choices=("json", "text"), help="log lines as JSON or text (default json)"
     )
@@ -44,6 +56,7 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
         "MTRANK_MODEL": args.model,
         "MTRANK_REDIS_URL": args.redis,
         "MTRANK_ADMIN_TOKEN": args.admin_token,
+        "MTRANK_ADMIN_TOKEN_FILE": args.admin_token_file,
         "MTRANK_LOG_FORMAT": args.log_format,
     }
     return {name: str(value) for name, value in given.items() if value is not None}
@@ -57,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"--workers must be >= 1, got {args.workers}")
         return 2
+    if args.admin_token is not None:
+        print(
+            "warning: --admin-token is visible to every local user in the process list (ps); "
+            "use MTRANK_ADMIN_TOKEN or --admin-token-file instead",
+            file=sys.stderr,
+        )
     os.environ.update(settings_environment(args))
     try:  # fail here, with the reason, rather than in every worker
         settings = Settings()
@@ -74,5 +93,8 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_config=None,  # the app configures logging (MTRANK_LOG_FORMAT)
+        http=HTTP_PROTOCOL,  # deadline and size limit on request heads (service/http_protocol.py)
+        timeout_keep_alive=settings.keep_alive_seconds,
+        limit_concurrency=settings.max_connections,
     )
     return 0

@@ -63,11 +63,30 @@ class FusionTerm(BaseModel):
 class FusionSpec(BaseModel):
     """One fusion formula over named objectives."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(  # the validators' rules, stated in the JSON schema too
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "if": {"required": ["kind"], "properties": {"kind": {"const": "power_product"}}},
+            "then": {
+                "properties": {
+                    "terms": {
+                        "additionalProperties": {
+                            "properties": {"transform": {"not": {"const": "zscore"}}}
+                        }
+                    }
+                }
+            },
+        },
+    )
 
     kind: FusionKind = "weighted_sum"
     epsilon: float = Field(default=1e-6, gt=0, le=1.0, allow_inf_nan=False)  # power_product only
-    terms: dict[str, FusionTerm] = Field(min_length=1, max_length=64)
+    terms: dict[str, FusionTerm] = Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"propertyNames": {"pattern": TASK_ID_PATTERN.pattern}},
+    )
 
     @field_validator("terms")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.contracts.fusion import FusionSpec
@@ -43,7 +43,6 @@ REQUEST_BODY: dict[str, Any] = {
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "body is not JSON"},
-    413: {"description": "body larger than MTRANK_MAX_BODY_BYTES"},
     415: {"description": "content type is not JSON"},
     422: {"description": "invalid value; `error.field` names it, e.g. `candidates[2].id`"},
     503: {"description": "not ready, or overloaded (with Retry-After)"},
@@ -55,15 +54,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_model=RankResponse,
     responses=ERROR_RESPONSES,
     openapi_extra=REQUEST_BODY,
-    dependencies=[Depends(rank_slot)],
     summary="Rank candidates for one user by the fused multi-objective score",
 )
 async def rank(
     request: Request, state: StateDep, ranker: RankerDep, metrics: MetricsDep
 ) -> Response:
-    body = await read_json_body(request, state.limits.max_body_bytes)
-    parsed = parse_rank_request(body, state.limits)
-    output = await ranker.rank(parsed.input)
+    body = await read_json_body(request)  # already received in full by the front door
+    with rank_slot(state):  # held while parsing and scoring, never while a client sends or reads
+        parsed = parse_rank_request(body, state.limits)
+        output = await ranker.rank(parsed.input)
     _require_finite(output)
     metrics.record_rank(output)
     return Response(encode_response(parsed, output), media_type="application/json")

@@ -130,6 +130,15 @@ def example(store_root: Path, model_name: str) -> dict[str, Any]:
     return body
 
 
+@pytest.fixture(scope="module")
+def body(published_store: PublishedModel) -> dict[str, Any]:
+    """The model's warm-up example as a /rank body, as published (for tests against a server)."""
+    store = ModelStore(published_store.store_dir)
+    warmup = store.read_manifest(published_store.model, published_store.versions[0]).warmup[0]
+    result: dict[str, Any] = warmup.model_dump(mode="json", exclude_none=True)
+    return result
+
+
 @pytest.fixture
 def objectives(store_root: Path, model_name: str) -> list[str]:
     store = ModelStore(store_root)

@@ -23,6 +23,25 @@ def test_serve_options_become_mtrank_environment_variables() -> None:
     assert (args.host, args.port, args.workers) == ("127.0.0.1", 8000, 1)
 
 
+def test_admin_token_file_option_sets_the_file_variable() -> None:
+    from service.cli.serve import settings_environment
+
+    args = build_parser().parse_args(["serve", "--admin-token-file", "/run/secrets/token"])
+    assert settings_environment(args) == {"MTRANK_ADMIN_TOKEN_FILE": "/run/secrets/token"}
+
+
+def test_admin_token_on_the_command_line_warns_that_ps_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MTRANK_MODEL", raising=False)
+    monkeypatch.setenv("MTRANK_ADMIN_TOKEN", "restored-after-the-test")  # serve sets it
+    monkeypatch.setenv("MTRANK_MODELS_DIR", str(tmp_path))  # empty: serve stops before uvicorn
+    assert main(["serve", "--store", str(tmp_path), "--admin-token", "t"]) == 2
+    err = capsys.readouterr().err
+    assert "process list" in err
+    assert "--admin-token-file" in err
+
+
 def test_serve_refuses_an_empty_store_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

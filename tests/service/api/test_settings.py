@@ -88,3 +88,40 @@ def test_several_models_need_a_choice_and_the_error_lists_them(tmp_path: Path) -
 def test_an_empty_store_says_how_to_publish(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="publish"):
         resolve_model_name(Settings(models_dir=tmp_path))
+
+
+def test_admin_token_is_read_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("  from-file-token \n")
+    monkeypatch.setenv("MTRANK_ADMIN_TOKEN_FILE", str(token_file))
+    settings = Settings()
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "from-file-token"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read it"), ("\n", "is empty")],
+    ids=["missing_file", "empty_file"],
+)
+def test_an_unusable_admin_token_file_is_refused_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | None, message: str
+) -> None:
+    token_file = tmp_path / "admin-token"
+    if content is not None:
+        token_file.write_text(content)
+    monkeypatch.setenv("MTRANK_ADMIN_TOKEN_FILE", str(token_file))
+    with pytest.raises(ValueError, match=message):
+        Settings()
+
+
+def test_token_and_token_file_together_are_refused_without_echoing_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("one\n")
+    monkeypatch.setenv("MTRANK_ADMIN_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("MTRANK_ADMIN_TOKEN", "s3cret-in-env")
+    with pytest.raises(ValueError, match="keep one of them") as refused:
+        Settings()
+    assert "s3cret-in-env" not in str(refused.value)

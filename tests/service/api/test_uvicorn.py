@@ -9,21 +9,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.model_store import ModelStore
 from tests.fixtures.published_model import PublishedModel
 from tests.fixtures.uvicorn_server import UVICORN_ADMIN_TOKEN, uvicorn_service
 
 __all__ = ["uvicorn_service"]
 
 pytestmark = pytest.mark.slow  # starts a server process (a few seconds)
-
-
-@pytest.fixture(scope="module")
-def body(published_store: PublishedModel) -> dict[str, Any]:
-    store = ModelStore(published_store.store_dir)
-    warmup = store.read_manifest(published_store.model, published_store.versions[0]).warmup[0]
-    result: dict[str, Any] = warmup.model_dump(mode="json", exclude_none=True)
-    return result
 
 
 def test_rank_over_http_orders_items_and_echoes_the_request_id(
