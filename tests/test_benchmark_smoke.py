@@ -64,6 +64,18 @@ def test_parse_vs_score_reports_both_costs(published_store: PublishedModel) -> N
     assert "score" in out
 
 
+def test_front_door_overhead_compares_the_app_with_and_without_it(
+    published_store: PublishedModel,
+) -> None:
+    out = run_script(
+        "front_door_overhead.py",
+        "--store", str(published_store.store_dir), "--model", published_store.model,
+        "--candidates", "10", "--requests", "5", "--rounds", "2",
+    )  # fmt: skip
+    assert "without front door" in out
+    assert re.search(r"ratio \d+\.\d+ \(with / without\)", out), out
+
+
 def test_loadtest_smoke_against_a_running_service(
     uvicorn_service: str, published_store: PublishedModel, tmp_path: Path
 ) -> None:
