@@ -127,6 +127,7 @@ async def _open_redis(
             budget_ms=settings.feature_budget_ms,
         )
         stack.push_async_callback(opened_store.close)
+        await opened_store.connect()
         store = opened_store
     if cache is None and settings.user_cache_ttl_seconds > 0:
         opened_cache = RedisUserRepCache.from_url(
@@ -136,6 +137,7 @@ async def _open_redis(
             timeout_ms=settings.redis_timeout_ms,
         )
         stack.push_async_callback(opened_cache.close)
+        await opened_cache.connect()
         cache = opened_cache
     logger.info("online features and user cache from Redis (prefix %r)", settings.redis_prefix)
     return store, cache

@@ -139,3 +139,13 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     assert (out / "latency.png").stat().st_size > 0
     results = json.loads((out / "results.json").read_text())["results"]["default"]
     assert set(results["latency"]) == {"mtrank", "naive", "litserve"}
+
+
+def test_scale_rows_generates_trains_and_reports_auc_against_bayes(tmp_path: Path) -> None:
+    out = run_script("scale_rows.py", "--smoke", "--work", str(tmp_path))
+    entry = json.loads(out.strip().splitlines()[-1])
+    assert entry["rows"] == 2000
+    assert 0.5 <= entry["bayes_click_auc"] <= 1.0
+    assert entry["bayes_ctcvr_auc"] is not None
+    assert entry["peak_rss_mib"] > 0
+    assert entry["wall_seconds"] > 0

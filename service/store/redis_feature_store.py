@@ -24,7 +24,13 @@ import redis.asyncio as aioredis
 from service.store.circuit_breaker import CircuitBreaker
 from service.store.codec import decode_rows
 from service.store.ports import FeatureFetch, FetchStatus
-from service.store.redis_guard import AsyncRedis, RedisGuard, ThrottledLog, connect_guarded
+from service.store.redis_guard import (
+    AsyncRedis,
+    RedisGuard,
+    ThrottledLog,
+    connect_guarded,
+    discover_cluster,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +137,10 @@ class RedisFeatureStore:
             grouped: list[bytes | str | None] = await self._client.mget_nonatomic(keys)
             return grouped  # one MGET per slot group, one pipeline per node
         return await self._client.mget(keys)
+
+    async def connect(self, seconds: float = 2.0) -> bool:
+        """Discover a Redis Cluster's slots before the first request (no-op for one server)."""
+        return await discover_cluster(self._client, seconds=seconds, logger=logger)
 
     async def close(self) -> None:
         await self._client.aclose()

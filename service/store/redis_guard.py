@@ -55,6 +55,26 @@ def make_client(url: str, *, timeout_ms: float) -> AsyncRedis:
     )
 
 
+async def discover_cluster(client: AsyncRedis, *, seconds: float, logger: logging.Logger) -> bool:
+    """Learn a cluster's slot map now rather than on the first request, whose millisecond budget
+    it would spend (a no-op for a single server); never raises: a cluster that is down is
+    discovered later, on a request that then reports an error."""
+    if not isinstance(client, aioredis.RedisCluster):
+        return True
+    try:
+        async with asyncio.timeout(seconds):
+            await client.initialize()
+    except Exception as exc:
+        logger.warning(
+            "Redis Cluster slot discovery failed (%s: %s); requests retry it and rank without "
+            "stored features until it succeeds",
+            type(exc).__name__,
+            exc,
+        )
+        return False
+    return True
+
+
 def describe_url(url: str) -> str:
     """``host:port/db`` of a Redis URL, without credentials, for log lines."""
     parts = urlsplit(url)

@@ -19,7 +19,13 @@ import orjson
 
 from service.store.circuit_breaker import CircuitBreaker
 from service.store.ports import CacheLookup
-from service.store.redis_guard import AsyncRedis, RedisGuard, ThrottledLog, connect_guarded
+from service.store.redis_guard import (
+    AsyncRedis,
+    RedisGuard,
+    ThrottledLog,
+    connect_guarded,
+    discover_cluster,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +123,10 @@ class RedisUserRepCache:
             lambda: self._client.set(self._redis_key(key), payload, ex=self._ttl)
         )
         return status == "ok" and bool(done)
+
+    async def connect(self, seconds: float = 2.0) -> bool:
+        """Discover a Redis Cluster's slots before the first request (no-op for one server)."""
+        return await discover_cluster(self._client, seconds=seconds, logger=logger)
 
     async def close(self) -> None:
         await self._client.aclose()

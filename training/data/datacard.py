@@ -67,13 +67,17 @@ class DataCardAccumulator:
         self._space_sq = dict.fromkeys(self._ids, 0.0)
         self._true_probs: dict[str, list[FloatArray]] = {}
         self._true_labels: dict[str, list[npt.NDArray[np.bool_]]] = {}
+        self._derived_probs: dict[str, list[npt.NDArray[np.float32]]] = {}
+        self._derived_labels: dict[str, list[npt.NDArray[np.bool_]]] = {}
 
     def update(
         self,
         labels: Mapping[str, npt.ArrayLike],
         true_probabilities: Mapping[str, npt.ArrayLike] | None = None,
+        derived: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]] | None = None,
     ) -> None:
-        """Add one chunk: a label column per task, and optionally true probabilities per binary task."""
+        """Add one chunk: a label column per task, and optionally true probabilities per binary task
+        and (true probability, label) of derived objectives over all rows (ESMM's ctcvr)."""
         missing = [i for i in self._ids if i not in labels]
         if missing:
             raise ValueError(f"label columns {missing} are missing from the chunk")
@@ -96,6 +100,9 @@ class DataCardAccumulator:
             y = np.asarray(labels[task_id])[in_space] > 0.5
             self._true_probs.setdefault(task_id, []).append(p.astype(np.float64))
             self._true_labels.setdefault(task_id, []).append(y)
+        for name, (probs, outcome) in (derived or {}).items():
+            self._derived_probs.setdefault(name, []).append(np.asarray(probs, dtype=np.float32))
+            self._derived_labels.setdefault(name, []).append(np.asarray(outcome) > 0.5)
 
     @staticmethod
     def _space(task: TaskSpec, labels: Mapping[str, npt.ArrayLike]) -> npt.NDArray[np.bool_]:
@@ -128,6 +135,15 @@ class DataCardAccumulator:
             "tasks": tasks,
             "label_correlations": self._correlations(),
         }
+        if self._derived_probs:
+            card["derived"] = {
+                name: {
+                    "bayes_auc": _finite(
+                        auc(np.concatenate(probs), np.concatenate(self._derived_labels[name]))
+                    )
+                }
+                for name, probs in self._derived_probs.items()
+            }
         card.update(extra or {})
         return card
 

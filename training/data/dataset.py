@@ -29,7 +29,7 @@ from service.contracts.feature_spec import FeatureSpec
 from service.contracts.tasks import DerivedObjective, TaskSpec, validate_task_set
 from training.data.computed import GROUP_COLUMN, computed_columns, weight_and_group_columns
 from training.data.expressions import Expression
-from training.data.loader import check_columns, check_labels, read_table
+from training.data.loader import check_columns, check_labels, read_columns, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +215,11 @@ def load_config(directory: Path) -> DatasetConfig:
         raise ValueError(f"{path} is invalid: {exc}") from exc
 
 
-def load_dataset(directory: Path | str) -> Dataset:
-    """Load a training data directory (or a view file in it) and check its columns."""
+def load_dataset(directory: Path | str, *, rows: bool = True) -> Dataset:
+    """Load a training data directory (or a view file in it) and check its columns.
+
+    ``rows=False`` reads the columns only (an empty ``frame``): what a streamed run needs before
+    reading the log in pieces (``training.data.stream``)."""
     source = dataset_file(directory)
     root = source.parent
     meta = load_config(source)
@@ -234,12 +237,16 @@ def load_dataset(directory: Path | str) -> Dataset:
                 f"{spec_path}"
             )
     impressions = root / meta.impressions
-    frame = read_table(impressions, [f.name for f in spec.sequences()])
+    if rows:
+        frame = read_table(impressions, [f.name for f in spec.sequences()])
+    else:
+        frame = read_columns(impressions)
     computed_columns(frame, meta.columns, str(source))
     check_columns(frame, spec, meta.tasks, str(impressions))
     check_labels(frame, meta.tasks, str(impressions))
     weight_and_group_columns(frame, meta.sample_weights, meta.group, str(source))
-    logger.info("loaded %d rows, tasks %s from %s", len(frame), [t.id for t in meta.tasks], root)
+    what = f"{len(frame)} rows" if rows else "the columns"
+    logger.info("loaded %s, tasks %s from %s", what, [t.id for t in meta.tasks], root)
     return Dataset(
         spec=spec,
         tasks=list(meta.tasks),

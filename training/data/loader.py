@@ -53,6 +53,20 @@ def read_table(path: Path, sequence_columns: Sequence[str] = ()) -> pd.DataFrame
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use one of {list(SUFFIXES)}")
 
 
+def read_columns(path: Path) -> pd.DataFrame:
+    """The columns of a log without its rows (Parquet schema, CSV header): for checking them."""
+    path = Path(path)
+    if path.is_dir():
+        frame: pd.DataFrame = parquet_dataset(path).schema.empty_table().to_pandas()
+        return frame
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: check the path")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pq.read_schema(path).empty_table().to_pandas()
+        return frame
+    return pd.read_csv(path, nrows=0)
+
+
 def parquet_dataset(path: Path) -> ds.Dataset:
     """A folder of Parquet files as one ``pyarrow.dataset`` (hive ``key=value`` folders become
     columns); a clear error when it holds none."""

@@ -2,11 +2,12 @@
 row index only, so any reader of any part of the log (a rank, ``evaluate``, ``publish``) agrees
 on it without holding a permutation of every row.
 
-Row ``i`` is a validation row iff ``u(seed, i) < val_fraction``, with ``u`` the top 53 bits of
-SplitMix64 (Steele et al., 2014) over ``seed * 0x9E3779B97F4A7C15 + i``, as a number in [0, 1).
-The validation share is ``val_fraction`` up to binomial noise (sd ``sqrt(f (1 - f) / n)``): 20% of
-10M rows lands within +-0.04 percentage points. In-memory runs keep ``Dataset.split``'s exact
-permutation; a run records which rule it used (``config.streaming.mode``).
+Each row gets ``u(seed, i)`` in [0, 1): the top 53 bits of SplitMix64 (Steele et al., 2014) over
+``seed * 0x9E3779B97F4A7C15 + i``. Validation rows are ``u < val_fraction``, test rows
+``val_fraction <= u < val_fraction + test_fraction``, training rows the rest. Each share is its
+fraction up to binomial noise (sd ``sqrt(f (1 - f) / n)``): 20% of 10M rows lands within +-0.04
+percentage points. In-memory runs keep ``training.data.splits``' exact permutation; a run records
+which rule it used (``config.streaming.mode``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ def _splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return result
 
 
+def row_uniforms(seed: int, start: int, n: int) -> npt.NDArray[np.float64]:
+    """(n,) ``u`` of global rows ``start .. start + n - 1``."""
+    with np.errstate(over="ignore"):
+        base = np.uint64(seed % 2**64) * _GOLDEN
+        index = np.arange(start, start + n, dtype=np.uint64)
+        u: npt.NDArray[np.float64] = (_splitmix64(base + index) >> np.uint64(11)).astype(
+            np.float64
+        ) / 2.0**53
+    return u
+
+
 def validation_rows(seed: int, start: int, n: int, val_fraction: float) -> npt.NDArray[np.bool_]:
     """(n,) True for the validation rows among global rows ``start .. start + n - 1``."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction = {val_fraction} must be strictly between 0 and 1")
-    with np.errstate(over="ignore"):
-        base = np.uint64(seed % 2**64) * _GOLDEN
-        index = np.arange(start, start + n, dtype=np.uint64)
-        u = (_splitmix64(base + index) >> np.uint64(11)).astype(np.float64) / 2.0**53
-    mask: npt.NDArray[np.bool_] = u < val_fraction
+    mask: npt.NDArray[np.bool_] = row_uniforms(seed, start, n) < val_fraction
     return mask

@@ -174,7 +174,8 @@ def simulate(
             rng = np.random.default_rng([config.seed, 2, index])
             chunk = simulate_chunk(world, config, intercepts, rng, n)
             sink.write(_impressions(world, chunk))
-            card.update(chunk.labels, {"click": chunk.click_p})
+            ctcvr = (chunk.click_p * chunk.convert_p, chunk.labels["convert"])  # click x convert
+            card.update(chunk.labels, {"click": chunk.click_p}, {"ctcvr": ctcvr})
             bar.update(n)
     simulator_spec(n_users, n_items, config.history_length).dump(out / meta.feature_spec)
     meta.dump(out)

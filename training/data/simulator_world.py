@@ -216,6 +216,7 @@ class Chunk:
     device: Ints
     position: Ints
     click_p: Floats  # the true click probabilities
+    convert_p: Floats  # the true conversion probabilities given a click
     labels: dict[str, npt.NDArray[np.float32]]
     request: Ints | None = None  # request id of each row (request_size > 0)
 
@@ -332,7 +333,8 @@ def simulate_chunk(
     z = _logits(world, u, i, hour, device, position)
     p_click = _sigmoid(b.click_scale * z["click"] + b.click)
     click = rng.random(n) < p_click
-    convert = click & (rng.random(n) < _sigmoid(z["convert"] + b.convert))
+    p_convert = _sigmoid(z["convert"] + b.convert)
+    convert = click & (rng.random(n) < p_convert)
     seconds = np.round(np.exp(z["watch_time"] + 0.5 * rng.standard_normal(n)), 1)
     p_like = _sigmoid(z["like"] + b.like)
     like = click & (rng.random(n) < p_like)
@@ -353,4 +355,4 @@ def simulate_chunk(
     if config.request_size > 0:  # random 62-bit ids: unique whatever the chunking
         ids = rng.integers(0, 2**62, -(-n // config.request_size))
         request = np.repeat(ids, config.request_size)[:n]
-    return Chunk(u, i, hour, device, position, p_click, labels, request)
+    return Chunk(u, i, hour, device, position, p_click, p_convert, labels, request)

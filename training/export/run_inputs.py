@@ -38,7 +38,7 @@ def inputs_from_run(
     """Everything ``publish`` needs from ``RUN_DIR`` (written by ``python -m training train``)."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    part, dataset = held_out(run, data_dir)
+    part, dataset = held_out(run, data_dir, limit=rows)
     frame = dataset.frame.head(rows).reset_index(drop=True)
     if len(frame) < 2:
         raise ValueError(

@@ -101,6 +101,17 @@ class DeepMCPConfig(_Strict):
     task: str | None = None
 
 
+class StreamingConfig(_Strict):
+    """Whether training reads the impression log in row groups instead of all at once."""
+
+    # auto: stream a Parquet log of more than ``above_rows`` rows; always; never (in memory).
+    # A run records the mode it used ("always" or "never"): the split rule depends on it.
+    mode: Literal["auto", "always", "never"] = "auto"
+    above_rows: int = Field(default=2_000_000, ge=1)
+    # Rows shuffled together in a streamed epoch (row groups are read in a shuffled order too).
+    shuffle_rows: int = Field(default=262_144, ge=1)
+
+
 class TrainConfig(_Strict):
     """Everything a training run depends on besides the data."""
 
@@ -162,6 +173,8 @@ class TrainConfig(_Strict):
     max_rows: int | None = Field(default=None, ge=10)
     # Rows per forward pass when predicting for validation and evaluation.
     eval_batch_size: int = Field(default=8192, ge=1)
+    # Stream the log from Parquet row groups (logs larger than memory); see StreamingConfig.
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     # torch intra-op threads; 1 is fastest for these small models on a shared CPU (null: torch's).
     threads: int | None = Field(default=1, ge=1)
 

@@ -8,7 +8,7 @@ The model runs in eval mode, so the position-bias tower is left out exactly as a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,10 +141,54 @@ def evaluate_arrays(
     batch_size: int,
 ) -> tuple[dict[str, Any], Prediction]:
     """Metrics of a model on rows (labels in natural units) and the raw prediction."""
-    inputs, weights, groups = split_extras(data.inputs)
-    prediction = predict(model, inputs, batch_size)
+    batches = (data.rows(slice(s, s + batch_size)) for s in range(0, len(data), batch_size))
+    scored = evaluate_batches(model, batches, tasks, derived)
+    return scored.metrics, scored.prediction
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What ``evaluate_batches`` saw: metrics, prediction, and the rows' labels, sample weights
+    and request codes (every rank's, in rank order, when gathered)."""
+
+    metrics: dict[str, Any]
+    prediction: Prediction
+    labels: Tensor  # (n, T)
+    weights: Tensor | None  # (n, T)
+    groups: Tensor | None  # (n,)
+
+
+def evaluate_batches(
+    model: MultiTaskRanker,
+    batches: Iterable[tuple[dict[str, Tensor], Tensor]],
+    tasks: Sequence[TaskSpec],
+    derived: Sequence[DerivedObjective],
+    *,
+    gather: Callable[[Tensor], Tensor] | None = None,
+) -> Scored:
+    """Metrics over ``(inputs, labels)`` batches; with ``gather``, over every rank's rows (exact
+    AUC, not a mean of per-rank AUCs)."""
+    labels: list[Tensor] = []
+    extras: list[tuple[Tensor | None, Tensor | None]] = []
+
+    def inputs() -> Iterator[dict[str, Tensor]]:
+        for x, y in batches:
+            labels.append(y)
+            model_inputs, weights, groups = split_extras(x)
+            extras.append((weights, groups))
+            yield model_inputs
+
+    prediction = predict_batches(model, inputs(), gather=gather)
+    same = gather or (lambda t: t)
+    y = same(torch.cat(labels) if labels else torch.zeros(0, len(tasks)))
+
+    def joined(i: int) -> Tensor | None:  # sample weights / request codes
+        parts = [part for part in (e[i] for e in extras) if part is not None]
+        return same(torch.cat(parts)) if parts else None
+
+    w, g = joined(0), joined(1)
+    columns = {t.id: y[:, k].numpy().astype(np.float64) for k, t in enumerate(tasks)}
     pred = prediction.output.pred.numpy().astype(np.float64)
-    codes = None if groups is None else groups.numpy()
-    labels = data.label_columns(tasks)
-    metrics = compute_metrics(tasks, derived, labels, pred, weight_columns(weights), codes)
-    return metrics, prediction
+    codes = None if g is None else g.numpy()
+    metrics = compute_metrics(tasks, derived, columns, pred, weight_columns(w), codes)
+    return Scored(metrics, prediction, y, w, g)

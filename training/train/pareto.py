@@ -94,7 +94,8 @@ class ParetoWeighting(LossWeighting):
 
     def backward(self, losses: Tensor, extra: Tensor | None = None) -> Tensor:
         grads = torch.stack([flat_grads(losses[k], self.shared) for k in range(len(losses))])
-        solved = pe_ltr_weights(grads.double().numpy(), self.bounds)
+        grads = self.reduce(grads)  # a data-parallel run: the global batch's, the same on all ranks
+        solved = pe_ltr_weights(grads.double().cpu().numpy(), self.bounds)
         self.current = torch.from_numpy(solved).to(losses.dtype)
         total = len(losses) * (self.current * losses).sum()
         if extra is not None:

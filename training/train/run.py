@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from service.contracts.feature_spec import FeatureSpec
 from training.data.dataset import Dataset, dataset_file, load_dataset
 from training.data.splits import DataSources, SplitName, split_rows
+from training.models.ranker import MultiTaskRanker
 from training.train.arrays import fit_on, to_arrays
 from training.train.checkpoint import (
     LoadedRun,
@@ -30,8 +33,17 @@ from training.train.checkpoint import (
 )
 from training.train.config import TrainConfig, dump_config
 from training.train.distributed import Distributed
-from training.train.evaluate import evaluate_arrays
+from training.train.evaluate import evaluate_arrays, evaluate_batches
+from training.train.feed import ArrayFeed, Feed
 from training.train.plots import plot_gates, plot_training_curves
+from training.train.stream_feed import RowSelector
+from training.train.stream_run import (
+    first_rows,
+    part_feed,
+    resolve_streaming,
+    stream_parts,
+    streamed_feed,
+)
 from training.train.trainer import Trainer, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -89,6 +101,66 @@ def _sources(data: Path | DataSources) -> DataSources:
     return data if isinstance(data, DataSources) else DataSources(Path(data))
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """The training data of a run, in memory or streamed: what the loop and the report need."""
+
+    dataset: Dataset  # the training part (columns only when streamed)
+    spec: FeatureSpec  # fitted on the training rows
+    feed: Feed
+    rows: dict[str, int]
+    origin: dict[str, str]
+    score_test: Callable[[MultiTaskRanker, TrainConfig], dict[str, Any] | None]
+
+
+def _rows_scored(metrics: dict[str, Any]) -> int:
+    return max((int(m.get("n") or 0) for m in metrics["tasks"].values()), default=0)
+
+
+def _in_memory(config: TrainConfig, sources: DataSources, dist: Distributed) -> _Prepared:
+    splits = split_rows(sources, config.split_plan)
+    dataset = splits.train
+    spec = fit_on(dataset.frame, dataset.spec)
+    train = to_arrays(dataset.frame, spec, dataset.tasks)
+    val = to_arrays(splits.validation.frame, spec, dataset.tasks)
+    feed = ArrayFeed(
+        train,
+        val,
+        dataset.tasks,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        shard=dist.shard,
+    )
+
+    def score_test(model: MultiTaskRanker, config: TrainConfig) -> dict[str, Any] | None:
+        if splits.test is None:
+            return None
+        test = to_arrays(splits.test.frame, spec, dataset.tasks)
+        return evaluate_arrays(model, test, dataset.tasks, dataset.derived, config.eval_batch_size)[
+            0
+        ]
+
+    return _Prepared(dataset, spec, feed, splits.rows(), splits.origin, score_test)
+
+
+def _streamed(
+    config: TrainConfig, sources: DataSources, dist: Distributed, progress: bool | None
+) -> _Prepared:
+    parts = stream_parts(sources, config)
+    stats, feed = streamed_feed(config, parts, dist, progress=progress)
+    train_rows = sum(int(v.sum()) for v in stats.train_rows.values())
+
+    def score_test(model: MultiTaskRanker, config: TrainConfig) -> dict[str, Any] | None:
+        if parts.test is None:
+            return None
+        batches = part_feed(config, parts.test, stats.spec).validation(config.eval_batch_size)
+        tasks, derived = parts.train.dataset.tasks, parts.train.dataset.derived
+        return evaluate_batches(model, batches, tasks, derived).metrics
+
+    dataset = parts.train.dataset
+    return _Prepared(dataset, stats.spec, feed, {"train": train_rows}, parts.origin, score_test)
+
+
 def train_run(
     config: TrainConfig,
     data: Path | DataSources,
@@ -104,16 +176,17 @@ def train_run(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     sources = _sources(data)
-    splits = split_rows(sources, config.split_plan)
-    dataset = splits.train
+    config = resolve_streaming(config, sources)
+    prepared = (
+        _streamed(config, sources, dist, progress) if config.streaming.mode == "always" else None
+    )
+    prepared = prepared or _in_memory(config, sources, dist)
+    dataset, spec = prepared.dataset, prepared.spec
     config, notes = config.for_tasks([t.id for t in dataset.tasks], [d.id for d in dataset.derived])
     for note in notes:
         logger.info("preset adapted to the data set: %s", note)
-    logger.info("rows %s; validation: %s", splits.rows(), splits.origin["validation"])
+    logger.info("rows %s; validation: %s", prepared.rows, prepared.origin["validation"])
     seed_everything(config.seed)
-    spec = fit_on(dataset.frame, dataset.spec)
-    train = to_arrays(dataset.frame, spec, dataset.tasks)
-    val = to_arrays(splits.validation.frame, spec, dataset.tasks)
     options = model_options(config, dataset)
     model = build_model(spec, dataset.tasks, config, options)
     ids = [t.id for t in dataset.tasks]
@@ -131,20 +204,19 @@ def train_run(
         dist=dist,
         esm2=esm2,
     )
-    result = trainer.fit(train, val)
+    result = trainer.fit_feed(prepared.feed)
     if not dist.is_main:
         return RunFiles(run_dir, [], result.metrics)
 
     metrics: dict[str, Any] = {**result.metrics, "split": "validation", "note": VALIDATION_NOTE}
     metrics["validation"] = result.metrics
-    if splits.test is not None:  # scored once, by the chosen model: never chose anything
-        test = to_arrays(splits.test.frame, spec, dataset.tasks)
-        scored, _ = evaluate_arrays(
-            model, test, dataset.tasks, dataset.derived, config.eval_batch_size
-        )
+    rows = {"validation": _rows_scored(result.metrics)} | prepared.rows
+    scored = prepared.score_test(model, config)  # once, by the chosen model: never chose anything
+    if scored is not None:
         metrics |= {**scored, "split": "test", "test": scored}
         metrics.pop("note")
-    metrics |= {"rows": splits.rows(), "origin": splits.origin, **result.summary()}
+        rows.setdefault("test", _rows_scored(scored))
+    metrics |= {"rows": rows, "origin": prepared.origin, **result.summary()}
     metrics |= {"epoch_cap": config.epochs, "preset_notes": notes}
     metrics |= {"gates": result.gates, "history": result.history}
 
@@ -177,10 +249,21 @@ def train_run(
 EvaluateSplit = Literal["auto", "train", "validation", "test", "all"]
 
 
-def held_out(run: LoadedRun, data_dir: Path | None = None) -> tuple[SplitName, Dataset]:
+def held_out(
+    run: LoadedRun, data_dir: Path | None = None, limit: int = 2000
+) -> tuple[SplitName, Dataset]:
     """Rows a run never trained on, split as it was: its test rows, else its validation rows.
-    ``data_dir``: a copy of the training directory elsewhere (split the same way)."""
+    ``data_dir``: a copy of the training directory elsewhere (split the same way). A streamed
+    run reads its first ``limit`` held-out rows only."""
     sources = run.sources if data_dir is None else DataSources(Path(data_dir))
+    if run.config.streaming.mode == "always":
+        parts = stream_parts(sources, run.config)
+        if parts.test is not None:
+            frame = first_rows(parts.test, limit)
+            if len(frame):
+                return "test", replace(parts.test.dataset, frame=frame)
+        frame = first_rows(parts.validation, limit)
+        return "validation", replace(parts.validation.dataset, frame=frame)
     splits = split_rows(sources, run.config.split_plan)
     return ("test", splits.test) if splits.test is not None else ("validation", splits.validation)
 
@@ -210,6 +293,8 @@ def evaluate_run(
             f"--split {split} names a part of the run's own data ({run.sources.train}); "
             f"{data_dir} is another directory, scored whole"
         )
+    if own and run.config.streaming.mode == "always":  # read in pieces, split as trained
+        return _evaluate_streamed(run, run_dir, split, out)
     if not own or split == "all":
         split, rows = "all", load_dataset(data_dir or run.sources.train)
     elif split == "auto":
@@ -224,4 +309,25 @@ def evaluate_run(
     if split == "validation":
         result["note"] = VALIDATION_NOTE
     result["gates"] = prediction.gates
+    return RunFiles(run_dir, [_write_json(out, result)], result)
+
+
+def _evaluate_streamed(run: LoadedRun, run_dir: Path, split: EvaluateSplit, out: Path) -> RunFiles:
+    parts = stream_parts(run.sources, run.config)
+    if split == "all":
+        part = replace(parts.train, rows=RowSelector(max_rows=run.config.max_rows))
+    elif split == "auto":
+        split = "test" if parts.test is not None else "validation"
+        part = parts.part(split)
+    else:
+        part = parts.part(split)
+    batches = part_feed(run.config, part, run.spec).validation(run.config.eval_batch_size)
+    scored = evaluate_batches(run.model, batches, run.tasks, run.derived)
+    if split == "test" and _rows_scored(scored.metrics) == 0:
+        raise ValueError("this run has no test rows (its split column marks none)")
+    rows = _rows_scored(scored.metrics)
+    result = {**scored.metrics, "split": split, "rows": rows, "data": str(part.log.path)}
+    if split == "validation":
+        result["note"] = VALIDATION_NOTE
+    result["gates"] = scored.prediction.gates
     return RunFiles(run_dir, [_write_json(out, result)], result)

@@ -13,13 +13,13 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.models.ranker import MultiTaskRanker
@@ -29,10 +29,8 @@ from training.train.config import TrainConfig
 from training.train.distributed import Distributed
 from training.train.evaluate import (
     Prediction,
-    compute_metrics,
-    predict_batches,
+    evaluate_batches,
     validation_losses,
-    weight_columns,
 )
 from training.train.feed import ArrayFeed, Feed
 from training.train.losses import (
@@ -234,32 +232,11 @@ class Trainer:
     def _validate(self, feed: Feed) -> tuple[dict[str, Any], Prediction, list[float]]:
         """Metrics over every rank's validation rows (gathered, not averaged), the prediction
         and the per-task validation losses, the same on every rank."""
-        labels: list[Tensor] = []
-        extras: list[tuple[Tensor | None, Tensor | None]] = []
-
-        def inputs() -> Iterator[dict[str, Tensor]]:
-            for x, y in feed.validation(self.config.eval_batch_size):
-                labels.append(y)
-                model_inputs, weights, groups = split_extras(x)
-                extras.append((weights, groups))
-                yield model_inputs
-
         gather = self.dist.gather if self.dist.active else None
-        prediction = predict_batches(self.model, inputs(), gather=gather)
-        y = self.dist.gather(torch.cat(labels) if labels else torch.zeros(0, len(self.tasks)))
-
-        def joined(i: int) -> Tensor | None:  # every rank's sample weights / request codes
-            parts = [part for part in (e[i] for e in extras) if part is not None]
-            return self.dist.gather(torch.cat(parts)) if parts else None
-
-        w, g = joined(0), joined(1)
-        columns = {t.id: y[:, k].numpy().astype(np.float64) for k, t in enumerate(self.tasks)}
-        pred = prediction.output.pred.numpy().astype(np.float64)
-        groups = None if g is None else g.numpy()
-        metrics = compute_metrics(
-            self.tasks, self.derived, columns, pred, weight_columns(w), groups
-        )
-        return metrics, prediction, validation_losses(prediction, y, self.loss_spec, w, g)
+        batches = feed.validation(self.config.eval_batch_size)
+        s = evaluate_batches(self.model, batches, self.tasks, self.derived, gather=gather)
+        losses = validation_losses(s.prediction, s.labels, self.loss_spec, s.weights, s.groups)
+        return s.metrics, s.prediction, losses
 
     def fit(self, train: TrainArrays, val: TrainArrays) -> TrainResult:
         """Train on in-memory rows (this rank's share of them in a data-parallel run)."""

@@ -92,6 +92,7 @@ def test_data_card_states_rates_correlations_and_a_nontrivial_bayes_auc(feed: Da
     click = card["tasks"]["click"]
     assert click["rate"] == pytest.approx(feed.frame["click"].mean(), abs=1e-6)
     assert 0.75 < click["bayes_auc"] < 0.87
+    assert click["bayes_auc"] < card["derived"]["ctcvr"]["bayes_auc"] < 1.0  # ESMM's ceiling
     assert card["tasks"]["convert"]["n"] == int(feed.frame["click"].sum())
     assert card["label_correlations"]["click"]["watch_time"] > 0.3
 

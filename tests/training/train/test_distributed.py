@@ -16,7 +16,7 @@ from training.train.evaluate import evaluate_arrays
 
 pytestmark = pytest.mark.slow
 
-KINDS = ["fixed", "gradnorm", "pcgrad", "uncertainty"]
+KINDS = ["fixed", "gradnorm", "pcgrad", "uncertainty", "pareto"]
 
 
 @pytest.fixture(scope="module")

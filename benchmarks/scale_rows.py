@@ -1,0 +1,169 @@
+"""The default model on more simulator rows: AUC against the Bayes-optimal AUC, wall time, cost.
+
+    python benchmarks/scale_rows.py --rows 100000 1000000 10000000 --work /tmp/mtrank-scale
+    python benchmarks/scale_rows.py --rows 1000000 --ranks 2 --epochs 1 --work /tmp/mtrank-scale
+    python benchmarks/scale_rows.py --plot-only                       # redraw from results.json
+    python benchmarks/scale_rows.py --smoke --work DIR                # seconds, for CI
+
+For each size it generates the simulator's data set (once, kept in ``--work``), trains
+``--preset`` with ``python -m training train`` (``torchrun`` for ``--ranks`` > 1) as a child process,
+and records the wall time, the child's peak RSS (``wait4``), the log's size on disk, the validation
+click and ctcvr AUC and the data card's Bayes-optimal AUCs. Results accumulate in
+``OUT/results.json`` (one entry per rows x ranks x epochs); ``OUT/scale_rows.png`` plots them.
+Cost per million rows = core-seconds (wall x ranks) per million training rows per epoch, and in
+dollars at ``--core-hour-usd`` (an assumed on-demand price, stated in the output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+OUT = Path("docs/benchmarks/scale")
+
+
+def _run(command: list[str], log: Path) -> tuple[float, float]:
+    """Run a child; (wall seconds, peak RSS in MiB of it and its waited-for descendants)."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        tail = log.read_text()[-3000:]
+        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{tail}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024.0
+
+
+def _size(path: Path) -> int:
+    files = [path] if path.is_file() else list(path.rglob("*.parquet"))
+    return sum(f.stat().st_size for f in files)
+
+
+def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
+    work = Path(args.work)
+    data = work / f"sim-{rows}"
+    python = sys.executable
+    if not (data / "data_card.json").is_file():
+        shutil.rmtree(data, ignore_errors=True)
+        command = [python, "-m", "training", "generate", "simulator", "--rows", str(rows)]
+        seconds, _ = _run([*command, "--out", str(data), "--no-progress"], work / f"gen-{rows}.log")
+        print(f"generated {rows:,} rows in {seconds:.0f} s")
+    run = work / f"run-{rows}-r{args.ranks}-e{args.epochs or 'preset'}"
+    train = ["-m", "training", "train", "--preset", args.preset, "--data", str(data)]
+    train += ["--out", str(run), "--no-progress"]
+    for override in args.set:
+        train += ["--set", override]
+    if args.epochs:
+        train += ["--epochs", str(args.epochs)]
+    if args.ranks > 1:
+        torchrun = str(Path(python).with_name("torchrun"))
+        command = [torchrun, "--nproc_per_node", str(args.ranks), *train]
+    else:
+        command = [python, *train]
+    seconds, rss = _run(command, work / f"{run.name}.log")
+    metrics = json.loads((run / "metrics.json").read_text())
+    card = json.loads((data / "data_card.json").read_text())
+    config = (run / "config.yaml").read_text()
+    train_rows = rows - metrics["tasks"]["click"]["n"]
+    epochs = len(metrics["history"])
+    core_seconds = seconds * args.ranks
+    return {
+        "rows": rows,
+        "ranks": args.ranks,
+        "epochs": epochs,
+        "streamed": "mode: always" in config,
+        "log_bytes": _size(data / ("impressions" if (data / "impressions").is_dir() else "")),
+        "wall_seconds": round(seconds, 1),
+        "peak_rss_mib": round(rss, 1),
+        "click_auc": metrics["tasks"]["click"]["auc"],
+        "ctcvr_auc": metrics["derived"]["ctcvr"]["auc"],
+        "bayes_click_auc": card["tasks"]["click"].get("bayes_auc"),
+        "bayes_ctcvr_auc": card.get("derived", {}).get("ctcvr", {}).get("bayes_auc"),
+        "core_seconds_per_million_row_epochs": round(core_seconds / (train_rows * epochs / 1e6), 1),
+        "epoch_seconds": [h["seconds"] for h in metrics["history"]],
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def _key(entry: dict[str, Any]) -> str:
+    return f"{entry['rows']}-r{entry['ranks']}-e{entry['epochs']}"
+
+
+def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    single = sorted((r for r in results if r["ranks"] == 1), key=lambda r: r["rows"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    rows = [r["rows"] for r in single]
+    for name, colour in (("click", "tab:blue"), ("ctcvr", "tab:orange")):
+        axes[0].plot(rows, [r[f"{name}_auc"] for r in single], "o-", c=colour, label=f"{name} AUC")
+        bayes = [r[f"bayes_{name}_auc"] for r in single]
+        axes[0].plot(rows, bayes, "--", c=colour, label=f"{name} Bayes-optimal")
+    axes[0].set(xscale="log", xlabel="simulator rows", ylabel="validation AUC")
+    axes[0].set_title("default preset: AUC vs the data card's ceiling")
+    axes[0].legend(fontsize=8)
+    for ranks in sorted({r["ranks"] for r in results}):
+        chosen = sorted((r for r in results if r["ranks"] == ranks), key=lambda r: r["rows"])
+        label = f"{ranks} rank{'s' if ranks > 1 else ''}"
+        axes[1].plot(
+            [r["rows"] for r in chosen], [r["wall_seconds"] for r in chosen], "o-", label=label
+        )
+        cost = [r["core_seconds_per_million_row_epochs"] for r in chosen]
+        axes[2].plot([r["rows"] for r in chosen], cost, "o-", label=label)
+    axes[1].set(xscale="log", yscale="log", xlabel="simulator rows", ylabel="wall seconds")
+    axes[1].set_title("training wall time (all epochs)")
+    axes[2].set(xscale="log", xlabel="simulator rows", ylabel="core-seconds per 1M row-epochs")
+    axes[2].set_title(f"cost (x {usd * 1e6 / 3600:.2f} USD per 1M core-seconds at ${usd}/core-h)")
+    for ax in axes[1:]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--work", default="/tmp/mtrank-scale", help="data sets and runs")
+    parser.add_argument("--out", type=Path, default=OUT, help="results.json and the plot")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument("--ranks", type=int, default=1, help="torchrun processes")
+    parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    parser.add_argument("--core-hour-usd", type=float, default=0.04, help="assumed price")
+    parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="2,000 rows, 1 epoch, no plot")
+    args = parser.parse_args(argv)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        args.rows, args.epochs = [2000], 1
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else []
+    if not args.plot_only:
+        for rows in args.rows:
+            entry = measure(args, rows)
+            print(json.dumps(entry))
+            if args.smoke:
+                continue
+            results = [r for r in results if _key(r) != _key(entry)] + [entry]
+            args.out.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=2) + "\n")
+    if results and not args.smoke:
+        plot(results, args.out / "scale_rows.png", args.core_hour_usd)
+        print(f"saved {args.out / 'scale_rows.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
