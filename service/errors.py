@@ -147,6 +147,17 @@ class MethodNotAllowed(RankError):
     code = "method_not_allowed"
 
 
+def error_codes() -> list[str]:
+    """Every error code the service can answer with (``RankError`` and all its subclasses)."""
+    codes: set[str] = set()
+    pending: list[type[RankError]] = [RankError]
+    while pending:
+        cls = pending.pop()
+        codes.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return sorted(codes)
+
+
 def field_path(loc: Sequence[int | str]) -> str | None:
     """Turn a pydantic ``loc`` into ``candidates[2].id`` style; ``None`` for the body as a whole."""
     parts = [p for p in loc if p != "body"]

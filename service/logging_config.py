@@ -1,7 +1,9 @@
 """Logging configured once per process: JSON lines in production, plain text for humans.
 
 Modules only do ``logger = logging.getLogger(__name__)``; :func:`configure_logging` (called by the app
-factory and the ``serve`` command) installs one handler on the root logger and is idempotent.
+factory and the ``serve`` command) installs one handler on the root logger and is idempotent. uvicorn's
+own loggers (server and access lines) are routed through that handler too, so with ``json`` every line
+a process writes is JSON, whether it was started by ``uvicorn --factory`` or ``python -m service serve``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from typing import Literal
 
 _HANDLER_NAME = "mtrank"
 # LogRecord attributes that are not user-supplied ``extra=`` fields.
-_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# uvicorn adds ``color_message`` (the message with ANSI colours) to its records: not a field for JSON.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+# uvicorn's CLI gives these loggers handlers of their own (plain text) that do not propagate.
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,3 +64,10 @@ def configure_logging(
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
+    for name in UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        # uvicorn's own text handlers go; a logger it left without any is switched off on purpose
+        # (``--no-access-log``) and stays so
+        if uvicorn_logger.handlers:
+            uvicorn_logger.handlers.clear()
+            uvicorn_logger.propagate = True

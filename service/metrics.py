@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,9 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_codes
+from service.store.ports import CacheResult
 
 if TYPE_CHECKING:
     from service.scoring.ranker import RankOutput
@@ -167,6 +170,22 @@ class ServiceMetrics:
         )
         self._served: tuple[str, str] | None = None
         self._lock = threading.Lock()
+        self._zero_initialise()
+
+    def _zero_initialise(self) -> None:
+        """Export every known label value at 0 from the start, so a dashboard panel shows 0, not
+        "No data", until the first error, swap or cache miss (and ``rate()`` sees the first one)."""
+        for reason in error_codes():
+            self.errors.labels(reason=reason)
+        for result in ("ok", "failed"):
+            self.model_swaps.labels(result=result)
+        for result in ("hit", "miss"):
+            self.feature_store_requests.labels(result=result)
+        for kind in sorted(FETCH_FAILURES):
+            self.feature_store_errors.labels(kind=kind)
+        for cache_result in get_args(CacheResult):
+            if cache_result != "disabled":
+                self.user_cache_requests.labels(result=cache_result)
 
     def record_request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()

@@ -9,6 +9,8 @@ Layout (Triton-style repository)::
 
 Versions are never overwritten: a publish fills a staging folder, fsyncs it and renames it to a fresh
 version name, so a crash leaves no half version. Paths are built only from validated names. No torch.
+What a publish writes is readable by every user whatever the umask (the service often runs as another
+user, e.g. uid 10001 in the Docker image, reading the store through a read-only mount).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -79,6 +82,22 @@ def _fsync_tree(root: Path) -> None:
             with open(os.path.join(dirpath, name), "rb") as handle:
                 os.fsync(handle.fileno())
         _fsync_dir(Path(dirpath))
+
+
+def _make_readable(path: Path) -> None:
+    """Add read permission (and search permission on folders) for everybody; remove nothing."""
+    extra = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+    if path.is_dir():
+        extra |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    mode = path.stat().st_mode
+    if mode & extra != extra:
+        os.chmod(path, stat.S_IMODE(mode) | extra)
+
+
+def _make_tree_readable(root: Path) -> None:
+    _make_readable(root)
+    for path in root.rglob("*"):
+        _make_readable(path)
 
 
 def _relative_files(root: Path) -> list[str]:
@@ -182,6 +201,7 @@ class ModelStore:
                 handle.write(version + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+            _make_readable(tmp)
             os.replace(tmp, model_dir / CURRENT_FILE)
         finally:
             tmp.unlink(missing_ok=True)
@@ -197,6 +217,13 @@ class ModelStore:
         """
         model_dir = self.model_dir(model)
         model_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, model_dir):
+            try:
+                _make_readable(folder)
+            except PermissionError:  # someone else's folder: its owner decides who reads it
+                logger.warning(
+                    "%s is not readable by other users; the service may not read it", folder
+                )
         staging = model_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         staging.mkdir()
         try:
@@ -218,6 +245,7 @@ class ModelStore:
                     {**manifest.model_dump(), "version": version, "files": files}
                 )
                 final.dump(staging / MANIFEST_FILE)
+                _make_tree_readable(staging)
                 _fsync_tree(staging)
                 target = model_dir / version
                 if not target.exists():

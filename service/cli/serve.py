@@ -13,6 +13,7 @@ closed after ``MTRANK_KEEP_ALIVE_SECONDS`` idle, and bounded by ``MTRANK_MAX_CON
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -65,6 +66,7 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.logging_config import configure_logging
     from service.settings import Settings, resolve_model_name
 
     if args.workers < 1:
@@ -83,9 +85,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"cannot serve: {exc}")
         return 2
-    print(
-        f"serving {model} from {settings.models_dir} on http://{args.host}:{args.port} (docs: /docs)"
-    )
+    # before uvicorn starts: the supervisor of --workers N logs through uvicorn's loggers, and with
+    # MTRANK_LOG_FORMAT=json every line this process writes must be JSON
+    configure_logging(settings.log_format, settings.log_level)
+    logging.getLogger(__name__).info(
+        "serving %s from %s on http://%s:%d (docs: /docs)",
+        model, settings.models_dir, args.host, args.port,
+    )  # fmt: skip
     uvicorn.run(
         APP,
         factory=True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import stat
 import threading
 from pathlib import Path
 
@@ -176,3 +178,20 @@ def test_staging_folders_are_not_listed(tmp_path: Path) -> None:
     staging.mkdir()
     (staging / "manifest.json").write_text(json.dumps({}))
     assert store.versions("sim") == [version]
+
+
+def test_a_store_published_under_a_strict_umask_is_readable_by_other_users(
+    tmp_path: Path,
+) -> None:
+    # the service often runs as another user (uid 10001 in the Docker image) on a read-only mount
+    previous = os.umask(0o077)
+    try:
+        store = ModelStore(tmp_path / "store")
+        version = store.publish("sim", write_version)
+        store.set_current("sim", version)
+    finally:
+        os.umask(previous)
+    for path in [tmp_path / "store", *(tmp_path / "store").rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        wanted = 0o555 if path.is_dir() else 0o444
+        assert mode & wanted == wanted, f"{path} has mode {oct(mode)}"

@@ -115,3 +115,27 @@ def test_request_recording_counts_by_endpoint_and_status() -> None:
         )
         == 1
     )
+
+
+def test_a_fresh_service_exports_every_known_label_at_zero() -> None:
+    # a dashboard panel over these series shows 0 on a fresh stack instead of "No data"
+    registry = CollectorRegistry()
+    ServiceMetrics(registry)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    for name, label, values in (
+        ("mtrank_model_swaps_total", "result", ("ok", "failed")),
+        ("mtrank_feature_store_requests_total", "result", ("hit", "miss")),
+        (
+            "mtrank_feature_store_errors_total",
+            "kind",
+            ("timeout", "error", "circuit_open", "corrupt"),
+        ),
+        ("mtrank_user_cache_requests_total", "result", ("hit", "miss", "error")),
+        ("mtrank_errors_total", "reason", ("invalid_input", "overloaded", "not_ready", "internal")),
+    ):
+        for value in values:
+            assert samples[(name, ((label, value),))] == 0.0, (name, value)
