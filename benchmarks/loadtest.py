@@ -1,4 +1,8 @@
-"""Load generator for a running mtrank service: concurrency, duration, candidates per request.
+"""Closed-loop load generator for a running mtrank service: concurrency, duration, candidates per request.
+
+Each worker waits for its answer before sending again, so this measures throughput at a fixed
+concurrency. For latency at a given arrival rate (open loop, no coordinated omission) and rate sweeps,
+use ``python -m service loadtest``.
 
     python benchmarks/loadtest.py --url http://127.0.0.1:8000 --concurrency 16 --duration 30 \
         --candidates 500 --store models_store --model feed --png loadtest.png

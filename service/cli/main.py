@@ -12,13 +12,14 @@ from service.cli.dispatch import run
 COMMAND_MODULES = (
     "service.cli.serve",  # serve
     "service.cli.features",  # features load
+    "service.cli.loadtest",  # loadtest
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     return _build_parser(
         "python -m service",
-        "mtrank ranking service: serve a published model, load online features.",
+        "mtrank ranking service: serve a published model, load online features, load-test it.",
         COMMAND_MODULES,
     )
 

@@ -42,7 +42,7 @@ def _pyarrow() -> Any:
     except ModuleNotFoundError as exc:
         raise FeatureLoadError(
             "reading Parquet or CSV feature tables needs pyarrow, which is not installed: "
-            "run `pip install 'mtrank[serve]'` (or `pip install pyarrow`)"
+            "run `pip install 'mtrank[features]'` (or `pip install pyarrow`)"
         ) from exc
     return pyarrow
 
@@ -93,6 +93,13 @@ def _batches(path: Path, batch_size: int) -> tuple[list[str], int | None, Iterat
     raise FeatureLoadError(
         f"{path}: unknown table format '{path.suffix}': give a .parquet or .csv file"
     )
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every row of a Parquet or CSV table as a dict (CSV JSON arrays become lists)."""
+    _names, _total, batches, is_csv = _batches(path, 10_000)
+    rows = [row for batch in batches for row in batch.to_pylist()]
+    return [_json_lists(row) for row in rows] if is_csv else rows
 
 
 def load_table(
