@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "service.cli.serve",  # serve
     "service.cli.features",  # features load
     "service.cli.loadtest",  # loadtest
+    "service.cli.demo",  # demo
 )
 
 
