@@ -1,36 +1,49 @@
-# syntax=docker/dockerfile:1
-# mtrank serving image: FastAPI + onnxruntime, no PyTorch, no training code.
+# mtrank serving image: FastAPI + onnxruntime, no PyTorch, no training code, no compiler.
 #
-#   docker build -t mtrank .
-#   docker run -p 8000:8000 -v "$PWD/models_store:/models:ro" -e MTRANK_MODEL=feed mtrank
+#   docker build -t mtrank .                                            # the serving image
+#   docker build -t mtrank-features --build-arg MTRANK_EXTRAS=serve,features .   # + pyarrow (features load)
+#   docker run -p 8000:8000 -v "$PWD/models_store:/models:ro" mtrank    # serves the committed demo model
 #
-# Stage 1 installs the `serve` extra into a virtualenv; stage 2 copies only that virtualenv, so compilers,
-# pip caches and the source tree never reach the runtime image.
+# Builds with the classic builder and with BuildKit alike, and pulls nothing but PYTHON_IMAGE (no
+# `# syntax=` line, no `RUN --mount`). Stage 1 installs into a virtualenv; stage 2 copies only that
+# virtualenv, so pip caches and the source tree never reach the runtime image.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Only what the serving wheel needs (.dockerignore keeps training/, tests/ and data out of the context).
-COPY pyproject.toml README.md ./
+# Dependencies first, read from pyproject.toml alone, so this layer is rebuilt only when they change,
+# not on every source edit (.dockerignore keeps training/, tests/, models and data out of the context).
+COPY pyproject.toml ./
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['serve']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY service ./service
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --upgrade pip \
-    && pip install ".[serve]"
-# The serving image must never contain torch: fail the build if a dependency pulled it in.
-RUN python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+# `serve` is the service; add `features` for `python -m service features load` (pyarrow reads Parquet).
+ARG MTRANK_EXTRAS=serve
+RUN pip install ".[${MTRANK_EXTRAS}]"
+# The serving image must never contain torch: fail the build if a dependency pulled it in. The installers
+# themselves are not needed at run time.
+RUN python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
+    && pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MTRANK_MODELS_DIR=/models
+    MTRANK_MODELS_DIR=/models \
+    MTRANK_LOG_FORMAT=json
+# A system user with a home directory (onnxruntime and Python look for one); the model store is mounted
+# read-only at /models and must be readable by uid 10001 (`training publish` writes it world-readable).
 RUN groupadd --system --gid 10001 mtrank \
-    && useradd --system --uid 10001 --gid mtrank --no-create-home --shell /usr/sbin/nologin mtrank \
+    && useradd --system --uid 10001 --gid mtrank --create-home --home-dir /home/mtrank \
+       --shell /usr/sbin/nologin mtrank \
     && mkdir -p /models \
     && chown mtrank:mtrank /models
 COPY --from=build /opt/venv /opt/venv
@@ -38,11 +51,12 @@ COPY --from=build /opt/venv /opt/venv
 RUN python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
     && python -c "import service.main"
 USER mtrank
-WORKDIR /app
+WORKDIR /home/mtrank
 VOLUME ["/models"]
 EXPOSE 8000
 # python:3.11-slim has no curl; urlopen raises on a non-2xx answer or a refused connection.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-# create_app() with no arguments reads its settings from MTRANK_* environment variables.
+# create_app() with no arguments reads its settings from MTRANK_* environment variables; its logging
+# setup also turns uvicorn's own lines into JSON when MTRANK_LOG_FORMAT=json.
 CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000"]

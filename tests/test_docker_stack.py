@@ -1,12 +1,15 @@
-"""The local stack (Dockerfile, docker-compose.yml, Prometheus, Grafana) is wired consistently.
+"""Cheap static checks of the Docker stack (Dockerfile, docker-compose.yml, nginx, Prometheus, Grafana).
 
-No Docker engine runs in CI, so nothing is built here: these tests check what a build or `docker compose up`
-would trip over — files that do not parse, ports and paths that disagree between files, a dashboard that
-queries metrics the service does not export, a serving image that could pull in torch.
+The stack itself is built and run for real by ``docker/smoke.sh`` (``.ci/run`` calls it after this test
+suite): images built with both builders, two replicas behind nginx, Redis, Prometheus, every dashboard
+query answered. What stays here is what fails in a second, before any build: files that do not parse,
+names and ports that disagree between files, a Dockerfile construct one of the builders rejects, a
+dashboard querying a metric the service does not export, a serving dependency that pulls in torch.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
@@ -85,13 +88,34 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
 
 def _volumes(service: dict[str, Any]) -> dict[str, str]:
     """Container path -> "host:container[:mode]" for each short-syntax bind mount."""
-    return {spec.split(":")[1]: spec for spec in service.get("volumes", [])}
+    mounts = {}
+    for spec in service.get("volumes", []):
+        parts = spec.rsplit(":", 2)  # the host side may hold ${VAR:-default}
+        mounts[parts[-2] if parts[-1] in {"ro", "rw"} else parts[-1]] = spec
+    return mounts
 
 
 # --- Dockerfile -------------------------------------------------------------------------------------------
 
 
-def test_dockerfile_installs_only_the_serve_extra(dockerfile: list[tuple[str, str]]) -> None:
+def test_dockerfile_builds_with_the_classic_builder_and_pulls_only_the_base(
+    dockerfile: list[tuple[str, str]],
+) -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, flags=re.MULTILINE), (
+        "a `# syntax=` line makes BuildKit pull a frontend image from Docker Hub"
+    )
+    assert not any(word == "RUN" and "--mount" in args for word, args in dockerfile), (
+        "RUN --mount needs BuildKit; the classic builder rejects it"
+    )
+    bases = {args.split()[0] for word, args in dockerfile if word == "FROM"}
+    stages = {args.split()[-1] for word, args in dockerfile if word == "FROM" and " AS " in args}
+    assert bases - stages == {"${PYTHON_IMAGE}"}
+
+
+def test_dockerfile_installs_the_serve_extra_by_default_and_no_training_code(
+    dockerfile: list[tuple[str, str]],
+) -> None:
     commands = [
         shlex.split(part)
         for word, args in dockerfile
@@ -102,11 +126,19 @@ def test_dockerfile_installs_only_the_serve_extra(dockerfile: list[tuple[str, st
     targets = {
         arg for argv in commands for arg in argv[argv.index("install") + 1 :] if arg[0] != "-"
     }
-    assert targets == {"pip", ".[serve]"}, (
-        f"the image must install `.[serve]` only, found {targets}"
-    )
+    assert targets == {"/tmp/requirements.txt", ".[${MTRANK_EXTRAS}]"}, targets
+    # the cached dependency layer: the core dependencies and the serve extra, read from pyproject.toml
+    listed = next(args for word, args in dockerfile if word == "RUN" and "requirements.txt" in args)
+    assert re.findall(r"optional-dependencies'\]\['(\w+)'\]", listed) == ["serve"]
+    assert ("ARG", "MTRANK_EXTRAS=serve") in dockerfile
     copied = " ".join(args for word, args in dockerfile if word == "COPY" and "--from" not in args)
     assert "training" not in copied, "the serving image must not contain the training package"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert not any(r.startswith("pyarrow") for r in extras["serve"]), (
+        "pyarrow (170 MB) belongs to the `features` extra, not to the serving image"
+    )
 
 
 def test_dockerfile_fails_the_build_if_torch_is_importable(
@@ -166,8 +198,11 @@ def test_image_runs_uvicorn_on_the_app_factory_as_non_root(
     assert ("EXPOSE", str(SERVICE_PORT)) in runtime
     user = next(args for word, args in reversed(runtime) if word == "USER")
     assert user not in {"root", "0"}
+    created = next(args for word, args in runtime if word == "RUN" and "useradd" in args)
+    assert "--create-home" in created, "onnxruntime warns at every start when the user has no home"
     env = " ".join(args for word, args in runtime if word == "ENV")
     assert "MTRANK_MODELS_DIR=/models" in env
+    assert "MTRANK_LOG_FORMAT=json" in env
 
 
 def test_healthcheck_probes_healthz_on_the_service_port(dockerfile: list[tuple[str, str]]) -> None:
@@ -231,29 +266,69 @@ def test_every_file_the_dockerfile_copies_is_in_the_build_context(
         assert not _dockerignore_excludes(probe), f"COPY {src}: excluded by .dockerignore"
 
 
-# --- docker-compose.yml -----------------------------------------------------------------------------------
+# --- docker-compose.yml, nginx, Prometheus ---------------------------------------------------------------
+
+RANKERS = ["ranker-1", "ranker-2"]
 
 
-def test_compose_runs_the_service_redis_prometheus_and_grafana(compose: dict[str, Any]) -> None:
+def test_compose_runs_two_identical_rankers_behind_the_load_balancer(
+    compose: dict[str, Any],
+) -> None:
     services = compose["services"]
-    assert {"mtrank", "redis", "prometheus", "grafana"} <= set(services)
-    assert services["mtrank"]["ports"] == [f"{SERVICE_PORT}:{SERVICE_PORT}"]
-    assert services["grafana"]["ports"] == ["3000:3000"]
-    assert services["redis"]["image"].startswith("redis:7-alpine")
+    assert {*RANKERS, "lb", "redis", "prometheus", "grafana", "features-loader"} == set(services)
+    first, second = (services[name] for name in RANKERS)
+    assert first == second
+    assert first["build"] == "."
+    assert "ports" not in first, "replicas are reached through the load balancer only"
+    assert _volumes(first)["/models"] == "./models_store:/models:ro"
+    env = _environment(first)
+    assert env["MTRANK_MODELS_DIR"] == "/models"
+    assert env["MTRANK_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["MTRANK_MODEL"] == "${MTRANK_MODEL:-demo}"  # the committed demo model by default
+    assert (ROOT / "models_store" / "demo" / "current").is_file()
+    assert first["environment"]["MTRANK_ADMIN_TOKEN"] is None  # from the shell, or unset
     started = [name for name, svc in services.items() if not svc.get("profiles")]
     assert "features-loader" not in started, "the one-shot loader must not start with `compose up`"
 
 
-def test_service_reads_models_read_only_and_finds_redis_by_service_name(
-    compose: dict[str, Any],
-) -> None:
-    service = compose["services"]["mtrank"]
-    assert service["build"] == "."
-    assert _volumes(service)["/models"] == "./models_store:/models:ro"
-    env = _environment(service)
-    assert env["MTRANK_MODELS_DIR"] == "/models"
-    assert env["MTRANK_REDIS_URL"] == "redis://redis:6379/0"
-    assert env["MTRANK_MODEL"]
+def test_every_published_port_is_loopback_only(compose: dict[str, Any]) -> None:
+    published = {
+        name: svc["ports"] for name, svc in compose["services"].items() if svc.get("ports")
+    }
+    assert published == {
+        "lb": ["127.0.0.1:8000:8000"],
+        "prometheus": ["127.0.0.1:9090:9090"],
+        "grafana": ["127.0.0.1:3000:3000"],
+    }
+
+
+def test_nginx_balances_over_the_rankers_and_accepts_the_service_body_limit() -> None:
+    from service.settings import Settings
+
+    conf = (DOCKER / "nginx.conf").read_text()
+    upstream = re.search(r"upstream rankers \{(.*?)\}", conf, flags=re.DOTALL)
+    assert upstream is not None
+    servers = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", upstream.group(1), flags=re.MULTILINE)
+    assert servers == [(name, str(SERVICE_PORT)) for name in RANKERS]
+    assert re.search(rf"listen\s+{SERVICE_PORT};", conf)
+    size = re.search(r"client_max_body_size\s+(\d+)m;", conf)
+    assert size is not None
+    assert int(size.group(1)) * 1024 * 1024 == Settings.model_fields["max_body_bytes"].default
+    admin = re.search(r"location /admin/ \{(.*?)\}", conf, flags=re.DOTALL)
+    assert admin is not None
+    assert "proxy_next_upstream off;" in admin.group(1), "a model load must never be retried"
+
+
+def test_features_loader_adds_pyarrow_and_loads_the_demo_tables(compose: dict[str, Any]) -> None:
+    loader = compose["services"]["features-loader"]
+    assert loader["profiles"] == ["tools"]
+    assert loader["build"]["args"]["MTRANK_EXTRAS"] == "serve,features"
+    assert loader["image"] != compose["services"]["ranker-1"]["image"]
+    host_dir = _volumes(loader)["/data"].rsplit(":", 2)[0]
+    assert host_dir == "${MTRANK_FEATURES_DIR:-./demo}"
+    for table in ("users.parquet", "items.parquet"):
+        assert f"/data/{table}" in loader["command"]
+        assert (ROOT / "demo" / table).is_file()
 
 
 def test_redis_keeps_nothing_on_disk(compose: dict[str, Any]) -> None:
@@ -263,7 +338,7 @@ def test_redis_keeps_nothing_on_disk(compose: dict[str, Any]) -> None:
     assert "volumes" not in compose["services"]["redis"]
 
 
-def test_prometheus_scrapes_the_service_metrics_every_5_seconds(compose: dict[str, Any]) -> None:
+def test_prometheus_scrapes_each_replica_every_5_seconds(compose: dict[str, Any]) -> None:
     prometheus = compose["services"]["prometheus"]
     (flag,) = [arg for arg in prometheus["command"] if arg.startswith("--config.file=")]
     host_path = _volumes(prometheus)[flag.removeprefix("--config.file=")].split(":")[0]
@@ -273,13 +348,13 @@ def test_prometheus_scrapes_the_service_metrics_every_5_seconds(compose: dict[st
     assert job["scrape_interval"] == "5s"
     assert job.get("metrics_path", "/metrics") == "/metrics"
     targets = [t for static in job["static_configs"] for t in static["targets"]]
-    assert targets == [f"mtrank:{SERVICE_PORT}"]
-    assert "mtrank" in compose["services"]
+    assert targets == [f"{name}:{SERVICE_PORT}" for name in RANKERS]
 
 
 def test_grafana_provisions_the_datasource_and_dashboard_for_anonymous_viewers(
     compose: dict[str, Any], dashboard: dict[str, Any]
 ) -> None:
+    # Grafana is not packaged by Debian, so the smoke runs the dashboard's queries, not Grafana itself
     grafana = compose["services"]["grafana"]
     env = _environment(grafana)
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
@@ -297,7 +372,7 @@ def test_grafana_provisions_the_datasource_and_dashboard_for_anonymous_viewers(
 
     (datasource,) = _yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
     assert datasource["url"] == "http://prometheus:9090"
-    assert "9090:9090" in compose["services"]["prometheus"]["ports"]
+    assert "127.0.0.1:9090:9090" in compose["services"]["prometheus"]["ports"]
     used = {
         json.dumps(node["datasource"], sort_keys=True)
         for node in _walk(dashboard)
@@ -305,6 +380,31 @@ def test_grafana_provisions_the_datasource_and_dashboard_for_anonymous_viewers(
         and node["datasource"].get("type") == "prometheus"
     }
     assert used == {json.dumps({"type": "prometheus", "uid": datasource["uid"]}, sort_keys=True)}
+
+
+def test_the_smoke_runs_every_service_but_grafana_on_loopback_ports(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location("smoke_stack", DOCKER / "smoke" / "stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    ports = stack.build(compose, ROOT, tmp_path, "standin")
+    generated = _yaml(tmp_path / "docker-compose.yml")["services"]
+    assert set(generated) == set(compose["services"]) - {"grafana"}
+    text = json.dumps(generated) + (tmp_path / "nginx.conf").read_text()
+    text += (tmp_path / "prometheus.yml").read_text()
+    for name in ("ranker-1", "ranker-2", "redis"):
+        assert not re.search(rf"\b{name}:\d", text), f"{name} still addressed by its service name"
+    for service in generated.values():
+        assert service["network_mode"] == "host"
+        assert "ports" not in service
+    assert f"127.0.0.1:{ports['lb']}" in (tmp_path / "nginx.conf").read_text()
+    assert generated["ranker-1"]["environment"] == {
+        **compose["services"]["ranker-1"]["environment"],
+        "MTRANK_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+    }
 
 
 # --- Grafana dashboard ------------------------------------------------------------------------------------
