@@ -19,15 +19,16 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, read from pyproject.toml alone, so this layer is rebuilt only when they change,
 # not on every source edit (.dockerignore keeps training/, tests/, models and data out of the context).
+# MTRANK_EXTRAS: `serve` is the service; `serve,features` adds pyarrow for `python -m service features load`.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['serve']))" > /tmp/requirements.txt \
+ARG MTRANK_EXTRAS=serve
+RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+extras = [p['optional-dependencies'][e] for e in os.environ['MTRANK_EXTRAS'].split(',')]; \
+print('\n'.join(p['dependencies'] + [r for extra in extras for r in extra]))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 COPY README.md ./
 COPY service ./service
-# `serve` is the service; add `features` for `python -m service features load` (pyarrow reads Parquet).
-ARG MTRANK_EXTRAS=serve
-RUN pip install ".[${MTRANK_EXTRAS}]"
+RUN pip install --no-deps . && pip check
 # The serving image must never contain torch: fail the build if a dependency pulled it in. The installers
 # themselves are not needed at run time.
 RUN python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
@@ -57,6 +58,6 @@ EXPOSE 8000
 # python:3.11-slim has no curl; urlopen raises on a non-2xx answer or a refused connection.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-# create_app() with no arguments reads its settings from MTRANK_* environment variables; its logging
-# setup also turns uvicorn's own lines into JSON when MTRANK_LOG_FORMAT=json.
-CMD ["uvicorn", "--factory", "service.main:create_app", "--host", "0.0.0.0", "--port", "8000"]
+# `serve` runs uvicorn on the app factory with every MTRANK_* setting, the request-head guard and the
+# connection limits docs/deployment.md describes; with MTRANK_LOG_FORMAT=json every line is JSON.
+CMD ["python", "-m", "service", "serve", "--host", "0.0.0.0", "--port", "8000"]

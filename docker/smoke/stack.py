@@ -88,8 +88,7 @@ def build(compose: dict[str, Any], repo: Path, out: Path, standin: str) -> dict[
     for name in RANKERS:
         port = ports[name]
         services[name]["command"] = [
-            "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
-            "--port", str(port),
+            "python", "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
         services[name]["healthcheck"] = {
             "test": ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen("
