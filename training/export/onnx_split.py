@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from service.contracts.manifest import USER_REP, GraphSpec, TensorSpec
+from training.export.external_data import EXTERNAL_DATA_BYTES, store_weights
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class SplitExport:
     user: GraphSpec
     candidates: GraphSpec
     opset: int
+    files: tuple[str, ...] = (USER_FILE, CANDIDATES_FILE)  # with external weights, if any
 
 
 def present_inputs(arrays: ModelArrays, names: Sequence[str]) -> list[str]:
@@ -158,6 +160,7 @@ def export_split(
     out_dir: Path,
     *,
     opset: int = OPSET,
+    external_data_bytes: int = EXTERNAL_DATA_BYTES,
 ) -> SplitExport:
     """Export ``ranker`` (put in eval mode) to ``out_dir/user.onnx`` and ``out_dir/candidates.onnx``.
 
@@ -183,10 +186,12 @@ def export_split(
     user_module = _UserGraph(ranker, user_present, empty).eval()
     cand_module = _CandidateGraph(ranker, cand_present, len(task_ids)).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
     with torch.no_grad():
         user_rep = user_module(*user_args)
         if user_rep.dim() != 2 or user_rep.shape[0] != 1:
             raise ValueError(f"user_representation must return (1, D), got {tuple(user_rep.shape)}")
+        before = {p.name for p in out_dir.iterdir()}
         torch.onnx.export(
             user_module,
             user_args,
@@ -196,12 +201,14 @@ def export_split(
             opset_version=opset,
             dynamo=False,
         )
+        files += store_weights(out_dir / USER_FILE, before, external_data_bytes)
         scores = cand_module(user_rep, *cand_args)
         if scores[0].shape != (n,):
             raise ValueError(
                 f"score_candidates must return ({n}, T), got {tuple(scores[0].shape)} per task"
             )
         dynamic = {name: {0: "N"} for name in cand_present} | {t: {0: "N"} for t in task_ids}
+        before = {p.name for p in out_dir.iterdir()}
         torch.onnx.export(
             cand_module,
             (user_rep, *cand_args),
@@ -212,10 +219,12 @@ def export_split(
             opset_version=opset,
             dynamo=False,
         )
+        files += store_weights(out_dir / CANDIDATES_FILE, before, external_data_bytes)
     export = SplitExport(
         user=graph_spec(out_dir / USER_FILE),
         candidates=graph_spec(out_dir / CANDIDATES_FILE),
         opset=opset,
+        files=tuple(files),
     )
     logger.info(
         "exported user graph %s and candidate graph %s",

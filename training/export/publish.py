@@ -24,6 +24,7 @@ from service.contracts.feature_spec import FeatureSpec
 from service.contracts.manifest import Graphs, Manifest, ManifestTask, RankExample
 from service.contracts.tasks import DerivedObjective, TaskSpec, validate_task_set
 from service.model_store import ModelStore
+from training.export.external_data import EXTERNAL_DATA_BYTES
 from training.export.onnx_split import ModelArrays, export_split
 from training.export.verify import Reference, Tolerances, verify_split
 
@@ -83,6 +84,7 @@ def publish(
     set_current: bool | None = None,
     tolerances: Tolerances | None = None,
     batch_size: int = 32,
+    external_data_bytes: int = EXTERNAL_DATA_BYTES,
 ) -> str:
     """Export, verify and publish; return the new version name.
 
@@ -94,7 +96,13 @@ def publish(
     task_ids = [t.id for t in inputs.tasks]
     with tempfile.TemporaryDirectory(prefix="mtrank-export-") as tmp:
         export_dir = Path(tmp)
-        export = export_split(inputs.ranker, inputs.arrays, task_ids, export_dir)
+        export = export_split(
+            inputs.ranker,
+            inputs.arrays,
+            task_ids,
+            export_dir,
+            external_data_bytes=external_data_bytes,
+        )
         verification = verify_split(
             export_dir,
             export.user,
@@ -110,8 +118,8 @@ def publish(
         )
 
         def write(staging: Path, version: str) -> Manifest:
-            for graph in (export.user, export.candidates):
-                shutil.copyfile(export_dir / graph.file, staging / graph.file)
+            for name in export.files:  # both graphs, and their external weights if any
+                shutil.copyfile(export_dir / name, staging / name)
             fusion = default_fusion(inputs.tasks, inputs.derived)
             (staging / FUSION_FILE).write_text(
                 yaml.safe_dump(fusion, sort_keys=False), encoding="utf-8"
