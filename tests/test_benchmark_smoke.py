@@ -151,8 +151,11 @@ def test_scale_rows_generates_trains_and_reports_auc_against_bayes(tmp_path: Pat
     assert entry["wall_seconds"] > 0
 
 
-def test_big_item_table_serves_both_tables_and_reports_ratios(tmp_path: Path) -> None:
-    out = run_script("big_item_table.py", "--smoke", "--work", str(tmp_path), timeout=400)
+def test_big_item_table_serves_both_tables_and_reports_ratios(
+    tmp_path: Path, trained_run: TrainedRun
+) -> None:
+    run = ["--base-run", str(trained_run.run), "--work", str(tmp_path)]
+    out = run_script("big_item_table.py", "--smoke", *run, timeout=400)
     result = json.loads(out.strip().splitlines()[-1])
     assert set(result) == {"base", "big"}
     assert result["big"]["model_files_mb"] > result["base"]["model_files_mb"]  # the bigger table
