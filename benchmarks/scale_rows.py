@@ -110,6 +110,9 @@ def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
         axes[0].plot(rows, [r[f"{name}_auc"] for r in single], "o-", c=colour, label=f"{name} AUC")
         bayes = [r[f"bayes_{name}_auc"] for r in single]
         axes[0].plot(rows, bayes, "--", c=colour, label=f"{name} Bayes-optimal")
+    for r in single:  # the epoch budget behind each point
+        axes[0].annotate(f"{r['epochs']} ep", (r["rows"], r["click_auc"]), fontsize=7, xytext=(3, -9),
+                         textcoords="offset points")  # fmt: skip
     axes[0].set(xscale="log", xlabel="simulator rows", ylabel="validation AUC")
     axes[0].set_title("default preset: AUC vs the data card's ceiling")
     axes[0].legend(fontsize=8)
@@ -124,7 +127,7 @@ def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
     axes[1].set(xscale="log", yscale="log", xlabel="simulator rows", ylabel="wall seconds")
     axes[1].set_title("training wall time (all epochs)")
     axes[2].set(xscale="log", xlabel="simulator rows", ylabel="core-seconds per 1M row-epochs")
-    axes[2].set_title(f"cost (x {usd * 1e6 / 3600:.2f} USD per 1M core-seconds at ${usd}/core-h)")
+    axes[2].set_title(f"cost; at ${usd}/core-hour, 1,000 core-s = ${usd * 1000 / 3600:.3f}")
     for ax in axes[1:]:
         ax.legend(fontsize=8)
     fig.tight_layout()
