@@ -71,6 +71,13 @@ class ArrayFeed:
                 f"batch_size {batch_size} is smaller than the {shard.world} ranks: every rank "
                 "needs rows of every batch; raise batch_size"
             )
+        ranked = [t.id for t in tasks if t.type == "rank"]
+        if shard.world > 1 and ranked:  # a rank's share of a batch would cut requests apart
+            raise ValueError(
+                f"rank tasks {ranked} compare the items of one request, which data-parallel "
+                "batches would split across ranks: train them in one process (python -m training "
+                "train, without torchrun)"
+            )
         self.train, self.val, self.tasks = train, val, tasks
         self.batch_size, self.seed, self.shard = batch_size, seed, shard
 

@@ -8,11 +8,14 @@ import pytest
 import torch
 from torch.multiprocessing.spawn import spawn
 
+from service.contracts.tasks import TaskSpec
 from tests.training.models.small import TASKS, small_layout
 from tests.training.train.ddp_worker import train_rank
 from tests.training.train.test_trainer import config, toy_data
 from training.models import MultiTaskRanker
+from training.train.distributed import Shard
 from training.train.evaluate import evaluate_arrays
+from training.train.feed import ArrayFeed
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +53,11 @@ def test_ranks_end_with_identical_weights_and_exact_gathered_metrics(
     for task in ("click", "convert"):
         assert gathered[task]["auc"] == pytest.approx(whole["tasks"][task]["auc"], abs=1e-12)
     assert gathered["click"]["auc"] > 0.65
+
+
+def test_rank_tasks_refuse_to_be_split_across_ranks() -> None:
+    ranked = [TaskSpec(id="order", type="rank"), *TASKS]
+    data = toy_data(50, seed=1)
+    with pytest.raises(ValueError, match=r"rank tasks \['order'\].*without torchrun"):
+        ArrayFeed(data, data, ranked, batch_size=16, seed=0, shard=Shard(0, 2))
+    ArrayFeed(data, data, ranked, batch_size=16, seed=0)  # one process: fine

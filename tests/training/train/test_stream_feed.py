@@ -4,11 +4,14 @@ the split shared by training, evaluation and publishing."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 
 from training.cli.main import main
 from training.data.dataset import Dataset, load_dataset
@@ -133,3 +136,21 @@ def test_streamed_run_evaluates_and_publishes_on_its_own_split(
     assert trained["rows"]["test"] == int(u_test.sum())
     store = tmp_path / "store"
     assert main(["publish", str(run), "--store", str(store), "--model", "feed"]) == 0
+
+
+def test_a_split_column_chooses_the_same_rows_streamed(parts: Dataset, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(parts.dir, data)
+    names = np.array(["train"] * 6 + ["validation"] * 3 + ["Test"])  # case and spaces forgiven
+    for path in sorted((data / "impressions").glob("*.parquet")):
+        frame = pd.read_parquet(path)
+        frame["part"] = np.resize(names, len(frame))
+        frame.to_parquet(path, index=False, row_group_size=500)
+    meta = yaml.safe_load((data / "dataset.yaml").read_text())
+    (data / "dataset.yaml").write_text(yaml.safe_dump({**meta, "split_column": "part"}))
+    run = tmp_path / "run"
+    train = ["train", "--data", str(data), "--out", str(run), "--epochs", "1", "--no-progress"]
+    assert main([*train, "--set", "streaming.mode=always"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["rows"] == {"train": 1800, "validation": 900, "test": 300}
+    assert metrics["split"] == "test"
