@@ -15,8 +15,8 @@
 # MTRANK_SMOKE_CACHE (default /var/cache/mtrank-smoke) keeps the base root filesystem (a tarball) and
 # the private daemon's image store and build cache between runs, so a rerun rebuilds only what changed
 # (delete the folder to start cold). MTRANK_SMOKE_KEEP=1 keeps the stack up until
-# Enter is pressed (to look around); MTRANK_SMOKE_SWEEP=DIR runs the load-test sweep through the load
-# balancer into DIR before tearing down.
+# Enter is pressed (to look around); MTRANK_SMOKE_SWEEP=DIR runs the load-test sweeps of
+# docs/benchmarks/loadtest (one ranker direct, both through nginx, a swap run) into DIR before tearing down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -173,9 +173,22 @@ for name in ranker-1 ranker-2; do
 done
 probe json-logs "$WORK/ranker-1.log" "$WORK/ranker-2.log"
 if [ -n "${MTRANK_SMOKE_SWEEP:-}" ]; then
-    log "load-test sweep through the load balancer into $MTRANK_SMOKE_SWEEP"
-    "$PY" -m service loadtest --url "$LB" --sweep "${MTRANK_SMOKE_SWEEP_RATES:-25,50,100,150,200,300}" \
-        --duration 15 --mode ids --out "$MTRANK_SMOKE_SWEEP" --title "two replicas behind nginx"
+    # One open-loop sweep against both ranker replicas through nginx and against one ranker directly
+    # (one process), step by step in turn: same images, Redis, machine and minutes. The load generator
+    # shares the machine's cores with the stack.
+    uptime | sed 's/^/   load before:/'
+    log "load-test sweep: two replicas behind nginx vs one ranker, into $MTRANK_SMOKE_SWEEP/sweep"
+    "$PY" -m service loadtest --url "$LB" --label "two replicas + nginx" \
+        --baseline-url "http://127.0.0.1:$PORT_RANKER_1" --baseline-label "one process" \
+        --sweep "${MTRANK_SMOKE_SWEEP_RATES:-20,40,60,80,100,120,140,160,200}" --duration 15 --mode ids \
+        --beyond 1 --out "$MTRANK_SMOKE_SWEEP/sweep" --title "/rank, ids only (features from Redis), \
+200 candidates median: one ranker process vs two replicas behind nginx" | sed 's/^/   /'
+    log "fixed-rate run against one ranker with a model swap at 10 s, into $MTRANK_SMOKE_SWEEP/swap"
+    "$PY" -m service loadtest --url "http://127.0.0.1:$PORT_RANKER_1" --rate "${MTRANK_SMOKE_SWAP_RATE:-40}" \
+        --duration 25 --mode ids --swap-at 10 --out "$MTRANK_SMOKE_SWEEP/swap" \
+        --title "one ranker at 40 req/s, a model swap (reload of the served version) at 10 s" \
+        | sed 's/^/   /'
+    uptime | sed 's/^/   load after:/'
 fi
 if [ -n "${MTRANK_SMOKE_KEEP:-}" ]; then
     echo "stack up: lb $LB, prometheus $PROM, DOCKER_HOST=$DOCKER_HOST; press Enter to tear down"

@@ -2,6 +2,7 @@ r"""``python -m service loadtest``: open-loop load against a running service, or
 
     python -m service loadtest --rate 50 --duration 30                    # fixed rate, demo tables
     python -m service loadtest --sweep 25,50,100,200,400 --duration 10    # find the saturation point
+    python -m service loadtest --sweep 25,50,100 --baseline-url URL       # two services, interleaved
     MTRANK_ADMIN_TOKEN=... python -m service loadtest --rate 50 --duration 30 --swap-at 15
 
 Requests are drawn from user and item tables (default: the committed demo tables in demo/) with a
@@ -35,6 +36,13 @@ def register(subparsers: Any) -> None:
     )
     target = parser.add_argument_group("target")
     target.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
+    target.add_argument(
+        "--baseline-url", help="sweep: the same steps against this service too, alternating"
+    )
+    target.add_argument("--label", default="target", help="sweep: name of --url in the results")
+    target.add_argument(
+        "--baseline-label", default="baseline", help="sweep: name of --baseline-url"
+    )
     target.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --url (off by default)"
     )
@@ -95,8 +103,11 @@ def is_loopback(url: str) -> bool:
 
 def _problem(args: argparse.Namespace) -> str | None:
     """Why the arguments cannot run, or None."""
-    if not args.allow_remote and not is_loopback(args.url):
-        return f"--url {args.url} is not a loopback address: pass --allow-remote to load it"
+    for url in filter(None, (args.url, args.baseline_url)):
+        if not args.allow_remote and not is_loopback(url):
+            return f"{url} is not a loopback address: pass --allow-remote to load it"
+    if args.baseline_url and not args.sweep:
+        return "--baseline-url applies to --sweep"
     if not 0 < args.duration <= MAX_DURATION_S:
         return f"--duration must lie in (0, {MAX_DURATION_S:g}] seconds"
     if not 0 < args.max_requests <= MAX_REQUESTS:
@@ -130,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         session = LoadTestSession.from_args(args, os.environ.get(ADMIN_TOKEN_ENV))
-        result = session.sweep(rates) if rates else session.run()
+        if rates:
+            labels = (args.label, args.baseline_label)
+            result = session.sweep(rates, args.baseline_url, labels)
+        else:
+            result = session.run()
     except (LoadTestError, FeatureLoadError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

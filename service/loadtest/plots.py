@@ -63,38 +63,42 @@ def plot_run(summary: dict[str, Any], path: Path, title: str) -> None:
 
 
 def plot_sweep(sweep: dict[str, Any], path: Path, title: str) -> None:
-    """Latency percentiles against offered rate; answered rate against offered; saturation marked."""
+    """Latency percentiles against offered rate; answered rate against offered; saturation marked.
+
+    One target: every percentile. Several (a baseline and a target): p50 and p99 of each, one colour
+    per target, so they compare at a glance."""
     plt = _pyplot()
-    steps = sweep["steps"]
-    offered = [s["offered_rate"] for s in steps]
-    fig, (lat, thr) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key, label in SERIES:
-        ys = [s["latency_ms"][key] for s in steps]
-        if any(y is not None for y in ys):
-            lat.plot(offered, [float("nan") if y is None else y for y in ys], "o-", label=label)
+    series = sweep["series"]
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(12, 4.4))
+    shown = SERIES if len(series) == 1 else (("p50", "p50"), ("p99", "p99"))
+    styles = {"p50": "-", "p90": "-", "p99": "--", "p99.9": "-", "max": "-"}
+    for index, one in enumerate(series):
+        steps = one["steps"]
+        offered = [s["offered_rate"] for s in steps]
+        colour = None if len(series) == 1 else f"C{index}"
+        for key, label in shown:
+            ys = [s["latency_ms"][key] for s in steps]
+            name = label if len(series) == 1 else f"{one['label']} {label}"
+            lat.plot(offered, [float("nan") if y is None else y for y in ys], marker="o",
+                     linestyle=styles[key] if colour else "-", color=colour, label=name)  # fmt: skip
+        answered = [s["throughput_rps"] for s in steps]
+        saturation = one.get("saturation_rps")
+        reached = f", saturation ≈ {saturation:g} req/s" if saturation is not None else ""
+        thr.plot(offered, answered, "o-", color=f"C{index}", label=f"{one['label']}{reached}")
+        if saturation is not None:
+            for axis in (lat, thr):
+                axis.axvline(saturation, color=f"C{index}", linestyle=":", linewidth=1)
+    rates = sorted({s["offered_rate"] for one in series for s in one["steps"]})
+    thr.plot(rates, rates, "--", color="grey", label="offered")
     lat.set_yscale("log")
     lat.set_xlabel("offered rate (req/s)")
     lat.set_ylabel("latency from intended start (ms)")
     lat.grid(True, which="both", alpha=0.3)
     lat.legend(fontsize=8)
-    thr.plot(offered, offered, "--", color="grey", label="offered")
-    thr.plot(offered, [s["throughput_rps"] for s in steps], "o-", label="answered (200)")
     thr.set_xlabel("offered rate (req/s)")
-    thr.set_ylabel("req/s")
+    thr.set_ylabel("answered with 200 (req/s)")
     thr.grid(True, alpha=0.3)
-    saturation = sweep.get("saturation_rps")
-    if saturation is not None:
-        for axis in (lat, thr):
-            axis.axvline(saturation, color="tab:red", linestyle=":", linewidth=1)
-        thr.annotate(
-            f"saturation ≈ {saturation:g} req/s",
-            xy=(saturation, 0.05),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, 0),
-            textcoords="offset points",
-            color="tab:red",
-        )
-    thr.legend(fontsize=8)
+    thr.legend(fontsize=8, loc="upper left")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

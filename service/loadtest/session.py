@@ -15,7 +15,7 @@ from service.contracts.feature_spec import FeatureSpec
 from service.loadtest.plots import plot_run, plot_sweep
 from service.loadtest.report import format_summary, summarise
 from service.loadtest.runner import Outcome, RunConfig, SwapPlan, run_open_loop
-from service.loadtest.sweep import SweepConfig, run_sweep, sustained
+from service.loadtest.sweep import SweepConfig, run_sweep
 from service.loadtest.workload import Tables, Workload, WorkloadConfig
 from service.model_store import ModelStore
 
@@ -104,30 +104,43 @@ class LoadTestSession:
         self._say(format_summary(summary))
         return self._write("run", summary, lambda path: plot_run(summary, path, self.title))
 
-    def sweep(self, rates: Sequence[float]) -> list[Path]:
-        """A rate sweep: one line per step, the saturation point, sweep.json and sweep.png."""
-        self._say(f"{self.base.url}: sweep over {', '.join(f'{r:g}' for r in rates)} req/s")
+    def sweep(
+        self, rates: Sequence[float], baseline_url: str | None = None, labels: Sequence[str] = ()
+    ) -> list[Path]:
+        """A rate sweep (against ``baseline_url`` too, alternating step by step): one line per step,
+        the saturation points, sweep.json and sweep.png."""
+        base = replace(self.base, swap=None)
+        targets = [(labels[0] if labels else "target", base)]
+        if baseline_url is not None:
+            label = labels[1] if len(labels) > 1 else "baseline"
+            targets.insert(0, (label, replace(base, url=baseline_url.rstrip("/"))))
+        shown = ", ".join(f"{label} {config.url}" for label, config in targets)
+        self._say(f"sweep over {', '.join(f'{r:g}' for r in rates)} req/s: {shown}")
+        width = max(len(label) for label, _ in targets)
 
-        def step(summary: dict[str, Any]) -> None:
+        def step(label: str, summary: dict[str, Any]) -> None:
             lat = summary["latency_ms"]
             p99 = "-" if lat["p99"] is None else f"{lat['p99']:.1f}"
             p50 = "-" if lat["p50"] is None else f"{lat['p50']:.1f}"
-            ok, verdict = sustained(summary, self.slo_p99_ms)
             self._say(
-                f"  {summary['offered_rate']:>7g} req/s offered  {summary['throughput_rps']:7.1f} "
-                f"answered  p50 {p50:>7} ms  p99 {p99:>7} ms  errors {summary['errors'] or '-'}"
-                f"  {'ok' if ok else verdict}"
+                f"  {label:<{width}}  {summary['offered_rate']:>6g} req/s offered "
+                f"{summary['throughput_rps']:7.1f} answered  p50 {p50:>7} ms  p99 {p99:>7} ms  "
+                f"errors {summary['errors'] or '-'}  {summary['verdict']}"
             )
 
         sweep_config = SweepConfig(rates, self.slo_p99_ms, self.beyond)
-        base = replace(self.base, swap=None)
-        result = run_sweep(base, sweep_config, self.bodies, self.workload, on_step=step)
-        saturation = result["saturation_rps"]
-        self._say(
-            f"saturation: {saturation:g} req/s sustained"
-            if saturation is not None
-            else "saturation: not even the first rate was sustained"
-        )
+        result = run_sweep(targets, sweep_config, self.bodies, self.workload, on_step=step)
+        saturations = {s["label"]: s["saturation_rps"] for s in result["series"]}
+        for label, rate in saturations.items():
+            self._say(
+                f"saturation of {label}: "
+                + (f"{rate:g} req/s sustained" if rate is not None else "not even the first rate")
+            )
+        if baseline_url is not None and None not in saturations.values():
+            baseline, target = (saturations[label] for label, _ in targets)
+            self._say(
+                f"saturation ratio {targets[1][0]} / {targets[0][0]}: {target / baseline:.2f}x"
+            )
         return self._write("sweep", result, lambda path: plot_sweep(result, path, self.title))
 
     def _write(self, stem: str, data: dict[str, Any], plot: Any) -> list[Path]:

@@ -1,9 +1,10 @@
 """A rate sweep: open-loop runs at increasing offered rates until the service saturates.
 
 A step is *sustained* when the service answered at least 95% of the offered rate, at most 1% of the
-requests failed and, if a latency objective is given, p99 stayed under it. The sweep stops after the
-first step that is not sustained (plus, if asked, a few more to show the collapse); the saturation
-point is the highest sustained rate.
+requests failed and, if a latency objective is given, p99 stayed under it. A target's sweep stops after
+its first step that is not sustained (plus ``beyond`` more, to show the collapse); its saturation point
+is its highest sustained rate. With two targets (a baseline and the one under test) the steps alternate,
+rate by rate, so both see the same machine in the same minutes and their ratio is fair.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from service.loadtest.report import summarise
@@ -27,6 +28,42 @@ class SweepConfig:
     slo_p99_ms: float | None = None
     beyond: int = 0  # steps to run past the first unsustained one
     pause_s: float = 1.0  # between steps, so one step's queue does not leak into the next
+    pause_after_failure_s: float = 10.0  # a saturated service works through its backlog first
+
+
+@dataclass
+class Series:
+    """One target's steps as the sweep goes."""
+
+    label: str
+    config: RunConfig
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    saturation: float | None = None
+    left_after_failure: int | None = None  # None until a step is not sustained
+
+    @property
+    def done(self) -> bool:
+        return self.left_after_failure is not None and self.left_after_failure < 0
+
+    def record(self, rate: float, step: dict[str, Any], beyond: int) -> None:
+        self.steps.append(step)
+        if self.left_after_failure is None:
+            if step["sustained"]:
+                self.saturation = rate
+                return
+            self.left_after_failure = beyond
+        else:
+            self.left_after_failure -= 1
+        if self.left_after_failure == 0:
+            self.left_after_failure = -1
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "url": self.config.url,
+            "saturation_rps": self.saturation,
+            "steps": self.steps,
+        }
 
 
 def sustained(step: dict[str, Any], slo_p99_ms: float | None) -> tuple[bool, str]:
@@ -43,38 +80,31 @@ def sustained(step: dict[str, Any], slo_p99_ms: float | None) -> tuple[bool, str
 
 
 def run_sweep(
-    base: RunConfig,
+    targets: Sequence[tuple[str, RunConfig]],
     sweep: SweepConfig,
     bodies: list[bytes],
     workload: dict[str, Any],
-    on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run each rate of ``sweep.rates`` for ``base.duration`` seconds; the steps and the saturation point."""
-    steps: list[dict[str, Any]] = []
-    saturation: float | None = None
-    remaining_after_failure: int | None = None
+    """Run each rate for each (label, config) target in turn; every target's steps and saturation."""
+    series = [Series(label, config) for label, config in targets]
     for rate in sweep.rates:
-        config = replace(base, rate=rate)
-        summary = summarise(asyncio.run(run_open_loop(config, bodies)), workload)
-        ok, reason = sustained(summary, sweep.slo_p99_ms)
-        summary["sustained"], summary["verdict"] = ok, reason
-        steps.append(summary)
-        if on_step is not None:
-            on_step(summary)
-        if ok and remaining_after_failure is None:
-            saturation = rate
-        elif remaining_after_failure is None:
-            remaining_after_failure = sweep.beyond
-        if remaining_after_failure is not None:
-            if remaining_after_failure == 0:
-                break
-            remaining_after_failure -= 1
-        time.sleep(sweep.pause_s)
+        for one in series:
+            if one.done:
+                continue
+            outcome = asyncio.run(run_open_loop(replace(one.config, rate=rate), bodies))
+            step = summarise(outcome, workload)
+            step["sustained"], step["verdict"] = sustained(step, sweep.slo_p99_ms)
+            step.pop("workload")  # once, at the top of the result
+            one.record(rate, step, sweep.beyond)
+            if on_step is not None:
+                on_step(one.label, step)
+            time.sleep(sweep.pause_s if step["sustained"] else sweep.pause_after_failure_s)
+        if all(one.done for one in series):
+            break
     return {
-        "url": base.url,
-        "step_duration_s": base.duration,
+        "step_duration_s": targets[0][1].duration,
         "slo_p99_ms": sweep.slo_p99_ms,
-        "saturation_rps": saturation,
         "workload": workload,
-        "steps": steps,
+        "series": [one.result() for one in series],
     }

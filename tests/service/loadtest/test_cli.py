@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,11 +70,31 @@ def test_a_sweep_finds_a_saturation_point_and_plots_latency_against_rate(
         tables=loadtest_tables, store=published_store,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr + done.stdout
-    sweep = json.loads((tmp_path / "sweep.json").read_text())
-    assert [step["offered_rate"] for step in sweep["steps"]] == [10, 20]
-    assert sweep["saturation_rps"] == 20  # two light steps: both sustained
-    assert "saturation: 20 req/s sustained" in done.stdout
+    (series,) = json.loads((tmp_path / "sweep.json").read_text())["series"]
+    assert [step["offered_rate"] for step in series["steps"]] == [10, 20]
+    assert series["saturation_rps"] == 20  # two light steps: both sustained
+    assert "saturation of target: 20 req/s sustained" in done.stdout
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_a_sweep_against_a_baseline_alternates_the_two_targets_step_by_step(
+    uvicorn_service: str,
+    loadtest_tables: TablePaths,
+    published_store: PublishedModel,
+    tmp_path: Path,
+) -> None:
+    done = loadtest(
+        "--url", uvicorn_service, "--baseline-url", uvicorn_service.replace("127.0.0.1", "localhost"),
+        "--label", "new", "--baseline-label", "old", "--sweep", "10,20", "--duration", "1",
+        "--candidates", "5", "--out", str(tmp_path),
+        tables=loadtest_tables, store=published_store,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    order = re.findall(r"^\s+(old|new)\s+(\d+) req/s offered", done.stdout, flags=re.MULTILINE)
+    assert order == [("old", "10"), ("new", "10"), ("old", "20"), ("new", "20")]
+    assert "saturation ratio new / old: 1.00x" in done.stdout
+    result = json.loads((tmp_path / "sweep.json").read_text())
+    assert [s["label"] for s in result["series"]] == ["old", "new"]
 
 
 def test_a_swap_needs_the_admin_token_and_is_marked_in_the_results(
