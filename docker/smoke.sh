@@ -29,6 +29,7 @@ STANDIN_IMAGE=local/standins:smoke
 PROJECT=mtrank-smoke
 ADMIN_TOKEN="smoke-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 SECONDS=0
+RUN_START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 WORK=""
 DATA_ROOT=""
 DOCKERD_PID=""
@@ -50,8 +51,10 @@ cleanup() {
                 down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
         fi
         "$DOCKER" ps -aq 2>/dev/null | xargs -r "$DOCKER" rm -f >/dev/null 2>&1
-        # superseded images older than a week; newer ones are the classic builder's layer cache
-        "$DOCKER" image prune -f --filter until=168h >/dev/null 2>&1
+        # images this run superseded; what it built (the classic builder's layer cache) stays, and
+        # BuildKit's cache is bounded
+        "$DOCKER" image prune -f --filter "until=$RUN_START" >/dev/null 2>&1
+        DOCKER_BUILDKIT=1 "$DOCKER" builder prune -f --keep-storage 3gb >/dev/null 2>&1
         log "containers removed; stopping dockerd"
         kill "$DOCKERD_PID" 2>/dev/null
         for _ in $(seq 1 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
@@ -159,7 +162,7 @@ probe ready "http://127.0.0.1:$PORT_RANKER_1" "http://127.0.0.1:$PORT_RANKER_2"
 probe rank "$LB"
 "${COMPOSE_CMD[@]}" run --rm features-loader >"$WORK/loader.log" 2>&1 \
     || fail "features-loader: $(tail -20 "$WORK/loader.log")"
-log "$(grep -h '^loaded' "$WORK/loader.log" | tr '\n' ' ')"
+log "$(grep -ho 'loaded [0-9]* [a-z]* from [^ ]*' "$WORK/loader.log" | tr '\n' ' ')"
 probe store-hits "$LB"
 probe scraped "$PROM" 2
 log "load test through the load balancer (also the traffic the dashboard queries need)"

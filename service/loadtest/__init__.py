@@ -1,0 +1,1 @@
+"""Open-loop load test of a running service (python -m service loadtest)."""
