@@ -24,8 +24,10 @@ from service.model_store import ModelStore
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    from service.fleet.controller import FleetController
     from service.scoring.ranker import Ranker
     from service.scoring.registry import ModelRegistry
+    from service.scoring.shadow import ShadowScorer
 
 
 class ConcurrencyLimiter:
@@ -56,13 +58,14 @@ class ConcurrencyLimiter:
 @dataclass
 class AppState:
     settings: Settings
-    model_name: str
     model_store: ModelStore
     registry: ModelRegistry
     metrics: ServiceMetrics
     limiter: ConcurrencyLimiter
     limits: BodyLimits
     ranker: Ranker | None = None  # set by the lifespan once the stores are open
+    fleet: FleetController | None = None  # the model lifecycle of this process (create_app)
+    shadow: ShadowScorer | None = None  # shadow scoring queue (started by the lifespan)
     admin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one model swap at a time
 
 

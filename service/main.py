@@ -14,10 +14,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import AppState, ConcurrencyLimiter
-from service.errors import ModelLoadError, install_error_handlers
+from service.errors import install_error_handlers
+from service.fleet.controller import FleetController
+from service.fleet.drain import Drain, DrainMiddleware
+from service.fleet.heartbeat import ProcessIdentity
+from service.fleet.loader import Loader
+from service.fleet.metrics import FleetMetrics
 from service.front_door import FrontDoor
 from service.heap import freeze_heap
 from service.json_body import BodyLimits, register_openapi_models
@@ -29,7 +33,8 @@ from service.routers import admin, health, metrics, rank
 from service.schemas import RankRequest
 from service.scoring.ranker import Ranker
 from service.scoring.registry import ModelRegistry
-from service.settings import Settings, resolve_model_name
+from service.scoring.shadow import ShadowScorer
+from service.settings import Settings
 from service.store.ports import FeatureStore, UserRepCache
 
 logger = logging.getLogger(__name__)
@@ -51,15 +56,22 @@ def create_app(
 ) -> FastAPI:
     settings = settings if settings is not None else Settings()
     configure_logging(settings.log_format, settings.log_level)
-    if registry is None:
-        model_name = settings.model or resolve_model_name(settings)
+    loader = Loader(
+        nice=settings.background_nice,
+        pause_seconds=settings.loader_pause_ms / 1000,
+        ort_threads=settings.ort_threads,
+    )
+    if registry is None:  # the model is named later when the store holds none yet
         registry = ModelRegistry(
-            ModelStore(settings.models_dir), model_name, ort_threads=settings.ort_threads
+            ModelStore(settings.models_dir), settings.model, ort_threads=settings.ort_threads
         )
-    service_metrics = ServiceMetrics(metrics_registry or CollectorRegistry())
+    registry.pause = loader.pause
+    collector = metrics_registry or CollectorRegistry()
+    service_metrics = ServiceMetrics(collector)
+    identity = ProcessIdentity.create()
+    drain = Drain(settings.drain_seconds, settings.shutdown_grace_seconds)
     state = AppState(
         settings=settings,
-        model_name=registry.model,
         model_store=registry.store,
         registry=registry,
         metrics=service_metrics,
@@ -69,6 +81,23 @@ def create_app(
             max_candidates=settings.max_candidates,
             max_sequence_length=settings.max_sequence_length,
         ),
+    )
+    fleet = FleetController(
+        settings,
+        registry,
+        service_metrics,
+        FleetMetrics(collector, identity.id),
+        identity,
+        loader,
+        admin_lock=state.admin_lock,
+        draining=drain.is_draining,
+    )
+    state.fleet = fleet
+    state.shadow = ShadowScorer(
+        service_metrics,
+        collector,
+        queue_size=settings.shadow_queue_size,
+        nice=settings.background_nice,
     )
 
     @asynccontextmanager
@@ -89,16 +118,24 @@ def create_app(
                 inline=executor is None,
                 unknown_features=settings.unknown_features,
             )
-            await _load_initial_model(state)
+            if state.shadow is not None:
+                state.shadow.start()
+                stack.push_async_callback(state.shadow.stop)
+            await fleet.start()  # the first load, then the sync loops; never raises for a model
+            stack.push_async_callback(fleet.stop)
+            if drain.install():
+                stack.callback(drain.uninstall)
             freeze_heap()
             yield
+            logger.info("shutting down: closing Redis and releasing model sessions")
 
     app = FastAPI(title="mtrank", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.mtrank = state
     install_error_handlers(app, observe=service_metrics.record_error)
     observe = service_metrics.record_error
     app.add_middleware(FrontDoor, settings=settings, routes=app.router.routes, observe=observe)
-    app.add_middleware(RequestMetricsMiddleware, metrics=service_metrics)  # outermost: sees all
+    app.add_middleware(RequestMetricsMiddleware, metrics=service_metrics)  # sees all requests
+    app.add_middleware(DrainMiddleware, drain=drain)  # after SIGTERM: Connection: close on all
     for router in (rank.router, health.router, metrics.router, admin.router):
         app.include_router(router)
     register_openapi_models(app, RankRequest)
@@ -141,16 +178,3 @@ async def _open_redis(
         cache = opened_cache
     logger.info("online features and user cache from Redis (prefix %r)", settings.redis_prefix)
     return store, cache
-
-
-async def _load_initial_model(state: AppState) -> None:
-    """Load the store's current version unless one is active; a failure leaves the app not ready."""
-    active = state.registry.active
-    if active is None:
-        try:
-            active = await run_in_threadpool(state.registry.load, None)
-        except ModelLoadError as exc:
-            logger.error("no model served: %s (load one via POST /admin/models/load)", exc.message)
-            return
-    state.metrics.set_model(active.name, active.version)
-    logger.info("serving %s/%s", active.name, active.version)

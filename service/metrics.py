@@ -50,6 +50,7 @@ OBJECTIVE_BUCKETS = (
 FUSED_BUCKETS = (-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, *OBJECTIVE_BUCKETS)
 logger = logging.getLogger(__name__)
 
+VERSION_STATE = "model_version"  # request.state attribute naming the version that scored it
 FETCH_FAILURES = frozenset({"timeout", "error", "circuit_open", "corrupt"})
 
 
@@ -126,16 +127,20 @@ class ServiceMetrics:
             registry=registry,
         )  # fmt: skip
         self.request_duration = Histogram(
-            "mtrank_request_duration_seconds", "Server-side request latency",
-            ["endpoint", "status"], buckets=LATENCY_BUCKETS, registry=registry,
+            "mtrank_request_duration_seconds", "Server-side request latency (version: /rank's)",
+            ["endpoint", "status", "version"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
         self.errors = Counter(
             "mtrank_errors", "Error responses by reason (the error code)", ["reason"],
             registry=registry,
         )  # fmt: skip
         self.stage_duration = Histogram(
-            "mtrank_stage_duration_seconds", "Time per scoring stage", ["stage"],
+            "mtrank_stage_duration_seconds", "Time per scoring stage", ["stage", "version"],
             buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.scored = Counter(
+            "mtrank_scored_requests", "/rank requests by the version that scored them and its role",
+            ["version", "role"], registry=registry,
         )  # fmt: skip
         self.candidates = Histogram(
             "mtrank_candidates_per_request", "Candidates in one /rank request",
@@ -154,7 +159,8 @@ class ServiceMetrics:
             ["result"], registry=registry,
         )  # fmt: skip
         self.model_info = Gauge(
-            "mtrank_model_info", "1 for the model version being served", ["model", "version"],
+            "mtrank_model_info", "1 for every version this process holds, by role (serving, "
+            "canary, shadow) and process id", ["model", "version", "role", "process"],
             registry=registry,
         )  # fmt: skip
         self.model_swaps = Counter(
@@ -163,12 +169,13 @@ class ServiceMetrics:
         )  # fmt: skip
         self.objective_score = BulkHistogram(
             "mtrank_objective_score", "Predicted score per candidate and objective",
-            ["objective"], OBJECTIVE_BUCKETS, registry,
+            ["objective", "version"], OBJECTIVE_BUCKETS, registry,
         )  # fmt: skip
         self.fused_score = BulkHistogram(
-            "mtrank_fused_score", "Fused ranking score per candidate", [], FUSED_BUCKETS, registry
-        )
-        self._served: tuple[str, str] | None = None
+            "mtrank_fused_score", "Fused ranking score per candidate", ["version"],
+            FUSED_BUCKETS, registry,
+        )  # fmt: skip
+        self._held: set[tuple[str, str, str, str]] = set()
         self._lock = threading.Lock()
         self._zero_initialise()
 
@@ -187,17 +194,19 @@ class ServiceMetrics:
             if cache_result != "disabled":
                 self.user_cache_requests.labels(result=cache_result)
 
-    def record_request(self, endpoint: str, status: int, seconds: float) -> None:
+    def record_request(self, endpoint: str, status: int, seconds: float, version: str = "") -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()
-        self.request_duration.labels(endpoint=endpoint, status=str(status)).observe(seconds)
+        self.request_duration.labels(endpoint, str(status), version).observe(seconds)
 
     def record_error(self, reason: str) -> None:
         self.errors.labels(reason=reason).inc()
 
     def record_rank(self, output: RankOutput) -> None:
         """Everything a successful /rank tells: stages, feature fetch, cache, score distributions."""
+        version = output.version
+        self.scored.labels(version, output.role).inc()
         for stage, seconds in output.timings.items():
-            self.stage_duration.labels(stage=stage).observe(seconds)
+            self.stage_duration.labels(stage, version).observe(seconds)
         self.candidates.observe(len(output.fused_scores))
         fetch = output.feature_fetch
         if fetch is not None and fetch.status != "disabled":
@@ -209,17 +218,28 @@ class ServiceMetrics:
                 self.feature_store_errors.labels(kind=fetch.status).inc()
         if output.user_cache != "disabled":
             self.user_cache_requests.labels(result=output.user_cache).inc()
-        for objective, scores in output.objective_scores.items():
-            self.objective_score.observe_many(scores, (objective,))
-        self.fused_score.observe_many(output.fused_scores)
+        self.record_scores(version, output.objective_scores, output.fused_scores)
 
-    def set_model(self, model: str, version: str) -> None:
-        """Make ``model/version`` the one series of ``mtrank_model_info`` at 1."""
+    def record_scores(
+        self,
+        version: str,
+        objective_scores: dict[str, npt.NDArray[np.float64]],
+        fused: npt.NDArray[np.float64],
+    ) -> None:
+        """Score distributions of one scored request (live or shadow), under its version."""
+        for objective, scores in objective_scores.items():
+            self.objective_score.observe_many(scores, (objective, version))
+        self.fused_score.observe_many(fused, (version,))
+
+    def set_models(self, model: str, held: list[tuple[str, str]], process: str) -> None:
+        """Make ``held`` (version, role) the only ``mtrank_model_info`` series at 1."""
+        wanted = {(model, version, role, process) for version, role in held}
         with self._lock:
-            if self._served is not None and self._served != (model, version):
-                self.model_info.remove(*self._served)
-            self.model_info.labels(model=model, version=version).set(1)
-            self._served = (model, version)
+            for labels in self._held - wanted:
+                self.model_info.remove(*labels)
+            for labels in wanted:
+                self.model_info.labels(*labels).set(1)
+            self._held = wanted
 
     def record_swap(self, ok: bool) -> None:
         self.model_swaps.labels(result="ok" if ok else "failed").inc()
@@ -267,4 +287,5 @@ class RequestMetricsMiddleware:
             endpoint = (
                 getattr(route, "path", None) or "unmatched"
             )  # templates only: low cardinality
-            self.metrics.record_request(endpoint, status, time.perf_counter() - started)
+            version = scope.get("state", {}).get(VERSION_STATE, "")  # set by /rank
+            self.metrics.record_request(endpoint, status, time.perf_counter() - started, version)

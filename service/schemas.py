@@ -268,18 +268,6 @@ class LoadModelRequest(_Body):
     )
 
 
-class ModelVersionOut(_Body):
-    name: str
-    version: str
-    loaded_at: str
-
-
-class ModelsOut(_Body):
-    active: ModelVersionOut | None
-    current: str | None = Field(description="the store's `current` pointer")
-    available: list[str] = Field(description="published versions, oldest first")
-
-
 class HealthOut(_Body):
     status: Literal["ok", "not_ready"]
     model: ModelRef | None = None

@@ -94,6 +94,39 @@ class Settings(BaseSettings):
         ge=1,
         description="python -m service serve: open connections before new requests get 503",
     )
+    store_read_only: bool = Field(
+        False,
+        description="never write the model store (also detected for read-only mounts): the fleet "
+        "choice is then recorded in Redis only",
+    )
+    fleet_poll_seconds: float = Field(
+        2.0, gt=0, le=300, description="how often each process re-reads the fleet choice"
+    )
+    fleet_heartbeat_seconds: float = Field(
+        2.0, gt=0, le=300, description="how often each process posts its status"
+    )
+    fleet_redis_timeout_seconds: float = Field(
+        1.0, gt=0, le=60, description="timeout of the fleet's Redis calls (not on the /rank path)"
+    )
+    background_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="added to the nice value of background threads (model loading, shadow "
+        "scoring); 0 = the same priority as serving",
+    )
+    loader_pause_ms: float = Field(
+        2.0, ge=0, le=1000, description="pause between model load steps, yielding the CPU"
+    )
+    shadow_queue_size: int = Field(
+        64, ge=1, le=100_000, description="shadow jobs waiting; past it new ones are dropped"
+    )
+    drain_seconds: float = Field(
+        3.0, ge=0, le=300, description="after SIGTERM: not ready, still serving, for this long"
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0, gt=0, le=600, description="then: in-flight requests get at most this long"
+    )
     log_format: Literal["json", "text"] = Field("json", description="JSON lines or plain text")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -92,6 +92,21 @@ def test_loadtest_smoke_against_a_running_service(
     assert png.stat().st_size > 0
 
 
+def test_swap_latency_smoke_compares_every_phase_with_steady_state(
+    published_store: PublishedModel, tmp_path: Path
+) -> None:
+    png = tmp_path / "swap.png"
+    out = run_script(
+        "swap_latency.py", "--store", str(published_store.store_dir),
+        "--model", published_store.model, "--smoke", "--png", str(png),
+    )  # fmt: skip
+    for phase in ("swap", "canary", "shadow"):
+        assert re.search(rf"^p99 {phase} / steady: [\d.]+x$", out, re.MULTILINE), out
+    assert re.search(r"^server RSS \(MiB\): steady \d+", out, re.MULTILINE), out
+    assert "responses naming a version not chosen at that time: 0" in out
+    assert png.stat().st_size > 0
+
+
 def test_mmoe_synthetic_writes_table_results_and_plots(tmp_path: Path) -> None:
     run_script(
         "mmoe_synthetic.py", "--runs", "2", "--epochs", "1", "--train-rows", "200",

@@ -81,14 +81,19 @@ def run(args: argparse.Namespace) -> int:
     os.environ.update(settings_environment(args))
     try:  # fail here, with the reason, rather than in every worker
         settings = Settings()
-        model = resolve_model_name(settings)
     except ValueError as exc:
         print(f"cannot serve: {exc}")
         return 2
     # before uvicorn starts: the supervisor of --workers N logs through uvicorn's loggers, and with
     # MTRANK_LOG_FORMAT=json every line this process writes must be JSON
     configure_logging(settings.log_format, settings.log_level)
-    logging.getLogger(__name__).info(
+    log = logging.getLogger(__name__)
+    try:
+        model = resolve_model_name(settings)
+    except ValueError as exc:  # start anyway, not ready until a model appears: no restart loop
+        log.warning("nothing to serve yet: %s; /readyz answers 503 until then", exc)
+        model = "no model yet"
+    log.info(
         "serving %s from %s on http://%s:%d (docs: /docs)",
         model, settings.models_dir, args.host, args.port,
     )  # fmt: skip
@@ -102,5 +107,7 @@ def run(args: argparse.Namespace) -> int:
         http=HTTP_PROTOCOL,  # deadline and size limit on request heads (service/http_protocol.py)
         timeout_keep_alive=settings.keep_alive_seconds,
         limit_concurrency=settings.max_connections,
+        # after SIGTERM the app drains for MTRANK_DRAIN_SECONDS, then in-flight requests get this
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 1,
     )
     return 0

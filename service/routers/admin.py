@@ -1,99 +1,78 @@
-"""Admin API (bearer token): hot-swap the served model version, roll back, list versions.
+"""Admin API (bearer token): the fleet's model lifecycle.
 
-A load validates, warms up and then switches atomically; if any step fails the answer is 409 naming the
-step and the previous version keeps serving (Triton's "a failed reload leaves the loaded model unchanged").
+Every change is validated on the receiving process first (checksums, manifest, fusion, sessions,
+warm-up, sanity: a failure is a 409 naming the step, and nothing changes anywhere), then recorded
+for the whole fleet (the store's ``current`` pointer and ``fleet.json``, and/or Redis: the answer's
+``recorded_in``), applied here, and announced; every other worker and replica follows within a
+poll interval (``service.fleet``). Canary, shadow and fusion routes: ``admin_candidates``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from functools import partial
 
-from fastapi import APIRouter, Depends
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Request
 
-from service.dependencies import AppState, MetricsDep, RegistryDep, StateDep, require_admin
-from service.errors import ModelLoadError, NotFound
-from service.heap import refreeze_heap
-from service.metrics import ServiceMetrics
-from service.schemas import LoadModelRequest, ModelsOut, ModelVersionOut
-from service.scoring.registry import LoadedModel
-
-logger = logging.getLogger(__name__)
+from service.dependencies import require_admin
+from service.fleet import changes
+from service.fleet.audit import audited, who
+from service.fleet.schemas import ChangeOut, FleetChoiceOut, ModelsOut, ModelVersionOut
+from service.routers import admin_candidates
+from service.routers.fleet_deps import (
+    CHANGE_RESPONSES,
+    RESPONSES,
+    FleetDep,
+    change_out,
+    process_out,
+    published,
+)
+from service.schemas import LoadModelRequest
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
-RESPONSES: dict[int | str, dict[str, str]] = {
-    401: {"description": "missing or wrong bearer token"},
-    403: {"description": "admin API disabled (MTRANK_ADMIN_TOKEN unset)"},
-}
-
-
-def _version_out(model: LoadedModel) -> ModelVersionOut:
-    return ModelVersionOut(
-        name=model.name, version=model.version, loaded_at=model.loaded_at.isoformat()
-    )
-
-
-async def _swap(
-    state: AppState, metrics: ServiceMetrics, change: Callable[[], LoadedModel]
-) -> LoadedModel:
-    """Run one registry change (load or rollback) off the event loop, one at a time; count it,
-    point the model-info metric at the result and refreeze the heap around the new model."""
-    async with state.admin_lock:
-        try:
-            loaded = await run_in_threadpool(change)
-        except ModelLoadError:
-            metrics.record_swap(ok=False)
-            raise
-    metrics.record_swap(ok=True)
-    metrics.set_model(loaded.name, loaded.version)
-    refreeze_heap()
-    return loaded
 
 
 @router.get("/models", response_model=ModelsOut, responses=RESPONSES)
-async def list_models(state: StateDep, registry: RegistryDep) -> ModelsOut:
-    active = registry.active
+async def list_models(fleet: FleetDep) -> ModelsOut:
+    read, processes = await fleet.fleet()
+    model, store = fleet.registry.model, fleet.registry.store
+    active = fleet.registry.active
     return ModelsOut(
-        active=None if active is None else _version_out(active),
-        current=state.model_store.current(state.model_name),
-        available=state.model_store.versions(state.model_name),
+        model=model,
+        active=None
+        if active is None
+        else ModelVersionOut(
+            name=active.name, version=active.version, loaded_at=active.loaded_at.isoformat()
+        ),
+        current=None if model is None else store.current(model),
+        available=[] if model is None else store.versions(model),
+        fleet=None if read is None else FleetChoiceOut.of(read),
+        heartbeats=fleet.board.kind,  # type: ignore[arg-type]
+        processes=[process_out(p) for p in processes],
     )
 
 
-@router.post(
-    "/models/load",
-    response_model=ModelVersionOut,
-    responses={
-        **RESPONSES,
-        404: {"description": "no such version"},
-        409: {"description": "load failed; the previous version keeps serving"},
-    },
-)
-async def load_model(
-    body: LoadModelRequest, state: StateDep, registry: RegistryDep, metrics: MetricsDep
-) -> ModelVersionOut:
-    if body.version is not None and body.version not in state.model_store.versions(
-        state.model_name
-    ):
-        raise NotFound(
-            f"{state.model_name} has no version {body.version!r}; GET /admin/models lists them",
-            field="version",
+@router.post("/models/load", response_model=ChangeOut, responses=CHANGE_RESPONSES)
+async def load_model(body: LoadModelRequest, request: Request, fleet: FleetDep) -> ChangeOut:
+    async with audited(request, "load", version=body.version) as note:
+        version = published(fleet, body.version)
+        outcome = await fleet.change("load", who(request), partial(changes.load, version=version))
+        note.update(
+            version=version, revision=outcome.state.revision, recorded_in=outcome.recorded_in
         )
-    loaded = await _swap(state, metrics, partial(registry.load, body.version))
-    logger.info("now serving %s/%s", loaded.name, loaded.version)
-    return _version_out(loaded)
+    return change_out(fleet, outcome)
 
 
 @router.post(
     "/models/rollback",
-    response_model=ModelVersionOut,
-    responses={**RESPONSES, 409: {"description": "no previous version, or it failed to load"}},
+    response_model=ChangeOut,
+    responses={**CHANGE_RESPONSES, 409: {"description": "no previous version, or it failed"}},
 )
-async def rollback_model(
-    state: StateDep, registry: RegistryDep, metrics: MetricsDep
-) -> ModelVersionOut:
-    loaded = await _swap(state, metrics, registry.rollback)
-    logger.info("rolled back to %s/%s", loaded.name, loaded.version)
-    return _version_out(loaded)
+async def rollback_model(request: Request, fleet: FleetDep) -> ChangeOut:
+    async with audited(request, "rollback") as note:
+        outcome = await fleet.change("rollback", who(request), changes.rollback)
+        note.update(version=outcome.state.serving, revision=outcome.state.revision,
+                    recorded_in=outcome.recorded_in)  # fmt: skip
+    return change_out(fleet, outcome)
+
+
+router.include_router(admin_candidates.router)

@@ -16,6 +16,7 @@ from service.contracts.fusion import FusionSpec
 from service.dependencies import MetricsDep, RankerDep, StateDep, rank_slot
 from service.errors import RankError
 from service.json_body import parse_rank_request, read_json_body
+from service.metrics import VERSION_STATE
 from service.rank_body import ParsedRank
 from service.schemas import EXAMPLE_COLUMNS, EXAMPLE_ROWS, RankResponse
 from service.scoring.ranker import RankOutput
@@ -63,9 +64,15 @@ async def rank(
     with rank_slot(state):  # held while parsing and scoring, never while a client sends or reads
         parsed = parse_rank_request(body, state.limits)
         output = await ranker.rank(parsed.input)
+    setattr(request.state, VERSION_STATE, output.version)
     _require_finite(output)
     metrics.record_rank(output)
-    return Response(encode_response(parsed, output), media_type="application/json")
+    shadow = None if state.shadow is None else state.shadow.task_for(parsed.input, output)
+    return Response(
+        encode_response(parsed, output),
+        media_type="application/json",
+        background=shadow,  # runs after the response is sent: queues shadow work, never waits
+    )
 
 
 def _require_finite(output: RankOutput) -> None:

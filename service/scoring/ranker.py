@@ -1,6 +1,8 @@
 """The scoring engine behind ``POST /rank`` (DUPN serving split, seed 001).
 
-Per request: read the active version once; fetch stored features for the user and every candidate
+Per request: read the routing once and pick the version that scores it (the serving version, or a
+canary for a stable share of users; a sampled request also names a shadow version to score it
+again after the response, see ``service.scoring.shadow``); fetch stored features for the user and every candidate
 in one store call (concurrently with the user-representation cache lookup); assemble and transform
 the arrays; run the user graph once (skipped on a cache hit) and the candidate graph once over all N
 candidates; derive objectives (ctcvr = click x convert); fuse; pick the top k. All CPU work (the
@@ -27,6 +29,7 @@ from service.contracts.fusion import FusionSpec, UnknownObjectiveError, fuse
 from service.errors import InvalidInput, NotReady, RankError
 from service.scoring.assembly import RankInput, stored_rows
 from service.scoring.registry import LoadedModel, ModelRegistry
+from service.scoring.routing import Role
 from service.scoring.topk import top_k
 from service.store.ports import CacheLookup, CacheResult, FeatureFetch, FeatureStore, UserRepCache
 from service.store.redis_user_cache import user_rep_cache_key
@@ -68,6 +71,8 @@ class RankOutput:
     user_cache: CacheResult  # "disabled" when no cache (or no user id)
     objective_scores: dict[str, npt.NDArray[np.float64]]  # every candidate, for histograms
     fused_scores: npt.NDArray[np.float64]
+    role: Role = "serving"  # which side of a canary scored the request
+    shadow: LoadedModel | None = None  # sampled: score again with this version after responding
 
     @cached_property
     def items(self) -> list[RankedItem]:
@@ -118,7 +123,15 @@ def choose_fusion(model: LoadedModel, request: RankInput) -> tuple[str, FusionSp
     return model.fusion.default, model.fusion.presets[model.fusion.default]
 
 
-def _score(
+def shadow_fusion(model: LoadedModel, request: RankInput) -> FusionSpec:
+    """The fusion a shadow version applies: as the live request asked, else its default preset."""
+    try:
+        return choose_fusion(model, request)[1]
+    except InvalidInput:
+        return model.fusion.presets[model.fusion.default]
+
+
+def score_request(
     model: LoadedModel,
     request: RankInput,
     fetch: FeatureFetch | None,
@@ -189,7 +202,8 @@ class Ranker:
         self.inline = inline
 
     async def rank(self, request: RankInput) -> RankOutput:
-        model = self.registry.active  # read once: a concurrent swap never mixes versions
+        routing = self.registry.routing  # read once: a concurrent swap never mixes versions
+        model, role = routing.pick(request.user_id)
         if model is None:
             raise NotReady("no model version is loaded yet; retry shortly or load one via /admin")
         if not request.candidate_ids:
@@ -210,11 +224,11 @@ class Ranker:
         cached = self._usable(model, lookup)
 
         if self.inline:  # one request at a time per process: no thread hop (see __init__)
-            scored = _score(model, request, fetch, cached, spec)
+            scored = score_request(model, request, fetch, cached, spec)
         else:
             loop = asyncio.get_running_loop()
             scored = await loop.run_in_executor(
-                self.executor, partial(_score, model, request, fetch, cached, spec)
+                self.executor, partial(score_request, model, request, fetch, cached, spec)
             )
         if key is not None and self.user_cache is not None and scored.user_rep is not None:
             await self.user_cache.put(key, scored.user_rep)
@@ -230,6 +244,8 @@ class Ranker:
             user_cache=_cache_result(lookup, cached),
             objective_scores=scored.objectives,
             fused_scores=scored.fused,
+            role=role,
+            shadow=routing.shadow(),
         )
 
     def _cache_key(self, model: LoadedModel, request: RankInput) -> str | None:

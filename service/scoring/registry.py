@@ -10,17 +10,18 @@ Loading (Triton-style explicit activation, "a failed reload leaves the loaded mo
 6. ``warmup``: the manifest's warm-up requests run end to end (assembly, both graphs, fusion);
 7. ``sanity``: every output finite, binary tasks in [0, 1].
 
-Any failure raises ``ModelLoadError`` naming the step; the active version is untouched. A success
-replaces the one ``active`` reference (requests read it once, so a swap never mixes versions).
+Any failure raises ``ModelLoadError`` naming the step; what is served is untouched. A success is
+installed by replacing the one ``routing`` reference (serving version plus an optional canary or
+shadow); requests read it once, so a swap never mixes versions within a request.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ from service.errors import ModelLoadError, RankError
 from service.model_store import ModelStore
 from service.scoring.assembly import FeatureAssembler, RankInput
 from service.scoring.onnx_model import SplitSessions
+from service.scoring.routing import Routing
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,19 @@ class LoadedModel:
                 )
 
 
+class LoadStepError(ModelLoadError):
+    """A load step failed; ``step`` names it (locate, checksums, ..., sanity)."""
+
+    def __init__(self, message: str, *, step: str, version: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.version = version
+
+
+def _no_pause() -> None:
+    return None
+
+
 def example_input(example: RankExample) -> RankInput:
     """A manifest warm-up example as the engine's input."""
     names = sorted({name for c in example.candidates for name in c.features})
@@ -136,45 +151,74 @@ def _check_widths(manifest: Manifest, spec: FeatureSpec) -> None:
 
 
 class ModelRegistry:
-    """Holds the active version of one model (and the previous one, for rollback)."""
+    """Holds what this process serves: one :class:`Routing` (serving version, optional candidate).
 
-    def __init__(self, store: ModelStore, model: str, *, ort_threads: int = 1) -> None:
+    ``build`` validates and warms a version without changing anything; ``install`` swaps the one
+    routing reference. Which versions to build and install is decided by the fleet controller
+    (``service.fleet.controller``); ``load`` is the one-process shortcut (build, then serve it).
+    """
+
+    def __init__(
+        self,
+        store: ModelStore,
+        model: str | None,
+        *,
+        ort_threads: int = 1,
+        pause: Callable[[], None] = _no_pause,
+    ) -> None:
         self.store = store
-        self.model = model
+        self.model = model  # None until the store holds a model to serve (see bind)
         self.ort_threads = ort_threads
-        self._active: LoadedModel | None = None
-        self._previous: LoadedModel | None = None
-        self._lock = threading.Lock()  # one load or rollback at a time; readers never wait
+        self.pause = pause  # called between load steps (the loader yields the CPU there)
+        self._routing = Routing()
+        self._lock = threading.Lock()  # one build at a time; readers never wait
+
+    @property
+    def routing(self) -> Routing:
+        return self._routing
 
     @property
     def active(self) -> LoadedModel | None:
-        return self._active
+        return self._routing.serving
 
     @property
     def ready(self) -> bool:
-        return self._active is not None
+        return self._routing.serving is not None
+
+    def bind(self, model: str) -> None:
+        """Name the model to serve (once the store holds one)."""
+        if self.model is not None and self.model != model:
+            raise ValueError(f"this registry serves {self.model!r}, not {model!r}")
+        self.model = model
+
+    def install(self, routing: Routing) -> Routing:
+        """The swap: one reference assignment; returns the routing it replaced."""
+        previous, self._routing = self._routing, routing
+        return previous
+
+    def close(self) -> None:
+        """Release every version (their onnxruntime sessions close once no request holds them)."""
+        self._routing = Routing()
 
     def load(self, version: str | None = None) -> LoadedModel:
-        """Validate, warm up and activate ``version`` (None: current or newest)."""
-        with self._lock:
-            loaded = self._build(version)
-            previous = self._active
-            self._active = loaded  # the swap: one reference assignment
-            if previous is not None and previous.version != loaded.version:
-                self._previous = previous
-            logger.info("serving %s/%s", loaded.name, loaded.version)
-            return loaded
+        """Validate, warm up and serve ``version`` (None: current or newest); keeps the candidate."""
+        loaded = self.build(version)
+        self.install(replace(self._routing, serving=loaded))
+        logger.info("serving %s/%s", loaded.name, loaded.version)
+        return loaded
 
-    def rollback(self) -> LoadedModel:
-        """Swap back to the previously active version (kept loaded, so this is instant)."""
+    def build(self, version: str | None = None) -> LoadedModel:
+        """Locate, verify, open and warm up ``version``; raises ``ModelLoadError`` naming the step."""
         with self._lock:
-            if self._previous is None or self._active is None:
-                raise ModelLoadError(
-                    f"no previous version of {self.model} to roll back to; load one by name instead"
-                )
-            self._active, self._previous = self._previous, self._active
-            logger.info("rolled back %s to %s", self.model, self._active.version)
-            return self._active
+            return self._build(version)
+
+    def with_fusion(self, model: LoadedModel, fusion: FusionConfig) -> LoadedModel:
+        """``model`` with its presets replaced by ``fusion``, validated and checked on warm-up."""
+        with self._step("fusion", model.version):
+            fusion.validate_objectives(model.objectives)
+        replaced = replace(model, fusion=fusion)
+        self._warm_up(replaced)
+        return replaced
 
     @contextmanager
     def _step(self, name: str, version: str) -> Iterator[None]:
@@ -183,29 +227,40 @@ class ModelRegistry:
         except (ModelLoadError, KeyboardInterrupt):
             raise
         except Exception as exc:  # any failure of a step: report it, keep serving
-            serving = self._active.version if self._active else "nothing"
-            raise ModelLoadError(
+            serving = self._routing.serving
+            raise LoadStepError(
                 f"loading {self.model}/{version} failed at step '{name}': {exc} "
-                f"(still serving {serving})"
+                f"(still serving {serving.version if serving else 'nothing'})",
+                step=name,
+                version=version,
             ) from exc
+        finally:
+            self.pause()
+
+    def _model(self) -> str:
+        if self.model is None:
+            raise ModelLoadError(f"no model to serve in {self.store.root}")
+        return self.model
 
     def _resolve(self, version: str | None) -> str:
         if version is not None:
             return version
-        current = self.store.current(self.model)
+        model = self._model()
+        current = self.store.current(model)
         if current is not None:
             return current
-        versions = self.store.versions(self.model)
+        versions = self.store.versions(model)
         if not versions:
-            raise ValueError(f"no published version of {self.model!r} in {self.store.root}")
+            raise ValueError(f"no published version of {model!r} in {self.store.root}")
         return versions[-1]
 
     def _build(self, version: str | None) -> LoadedModel:
+        model_name = self._model()
         with self._step("locate", version or "current"):
             version = self._resolve(version)
         with self._step("checksums", version):
-            manifest = self.store.verify(self.model, version)
-        folder = self.store.version_dir(self.model, version)
+            manifest = self.store.verify(model_name, version)
+        folder = self.store.version_dir(model_name, version)
         with self._step("manifest", version):
             spec = manifest.feature_spec
             assembler = FeatureAssembler(spec)
@@ -221,7 +276,7 @@ class ModelRegistry:
         with self._step("sessions", version):
             sessions = SplitSessions(folder, manifest.graphs, threads=self.ort_threads)
         loaded = LoadedModel(
-            name=self.model,
+            name=model_name,
             version=version,
             manifest=manifest,
             spec=spec,

@@ -1,4 +1,4 @@
-"""Freezing the warm heap keeps it from the collector; refreezing after a swap frees old cycles."""
+"""Freezing the warm heap keeps it from the collector; a swap's refreeze stays cheap and correct."""
 
 from __future__ import annotations
 
@@ -13,16 +13,33 @@ class Node:
         self.me = self  # a reference cycle: only the cyclic collector can free it
 
 
-def test_frozen_cycles_survive_collections_until_the_next_refreeze() -> None:
-    node = Node()
-    alive = weakref.ref(node)
+def test_frozen_objects_are_skipped_by_collections_and_refreeze_adds_new_ones() -> None:
+    old = Node()
+    alive = weakref.ref(old)
     try:
         assert freeze_heap() > 0
-        del node
+        del old
         gc.collect()
         assert alive() is not None  # frozen: full collections no longer walk it
+        young = Node()
+        young_alive = weakref.ref(young)
+        del young
+        before = gc.get_freeze_count()
         refreeze_heap()
-        assert alive() is None  # a swap's refreeze collects what the old heap left in cycles
-        assert gc.get_freeze_count() > 0
+        assert young_alive() is None  # garbage made since the last freeze is collected first
+        assert gc.get_freeze_count() >= before
     finally:
         gc.unfreeze()
+
+
+def test_refreeze_does_not_walk_the_frozen_heap_again() -> None:
+    old = Node()
+    alive = weakref.ref(old)
+    try:
+        freeze_heap()
+        del old
+        refreeze_heap()
+        assert alive() is not None  # still frozen: the swap did not unfreeze and collect it all
+    finally:
+        gc.unfreeze()
+        gc.collect()

@@ -6,6 +6,7 @@ Each app gets its own metrics registry; settings are built explicitly (never fro
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, ExitStack
@@ -72,8 +73,11 @@ class AppClient:
 
 
 @pytest.fixture
-def store_root(published_store: PublishedModel) -> Path:
-    return published_store.store_dir
+def store_root(published_store: PublishedModel, tmp_path: Path) -> Path:
+    """A private copy of the published store: admin changes write its ``current`` pointer."""
+    root = tmp_path / "shared-store-copy"
+    shutil.copytree(published_store.store_dir, root)
+    return root
 
 
 @pytest.fixture

@@ -11,17 +11,18 @@ from service.metrics import LATENCY_BUCKETS, OBJECTIVE_BUCKETS, BulkHistogram, S
 # The dashboard's contract (tests/test_docker_stack.py SERVICE_METRICS): family -> (type, labels).
 EXPECTED = {
     "mtrank_requests": ("counter", ("endpoint", "status")),
-    "mtrank_request_duration_seconds": ("histogram", ("endpoint", "status")),
+    "mtrank_request_duration_seconds": ("histogram", ("endpoint", "status", "version")),
     "mtrank_errors": ("counter", ("reason",)),
-    "mtrank_stage_duration_seconds": ("histogram", ("stage",)),
+    "mtrank_stage_duration_seconds": ("histogram", ("stage", "version")),
+    "mtrank_scored_requests": ("counter", ("version", "role")),
     "mtrank_candidates_per_request": ("histogram", ()),
     "mtrank_feature_store_requests": ("counter", ("result",)),
     "mtrank_feature_store_errors": ("counter", ("kind",)),
     "mtrank_user_cache_requests": ("counter", ("result",)),
-    "mtrank_model_info": ("gauge", ("model", "version")),
+    "mtrank_model_info": ("gauge", ("model", "version", "role", "process")),
     "mtrank_model_swaps": ("counter", ("result",)),
-    "mtrank_objective_score": ("histogram", ("objective",)),
-    "mtrank_fused_score": ("histogram", ()),
+    "mtrank_objective_score": ("histogram", ("objective", "version")),
+    "mtrank_fused_score": ("histogram", ("version",)),
 }
 
 
@@ -31,17 +32,17 @@ def _families(registry: CollectorRegistry) -> dict[str, object]:
 
 
 def _exercise(metrics: ServiceMetrics) -> None:
-    metrics.record_request("/rank", 200, 0.004)
+    metrics.record_request("/rank", 200, 0.004, "v1")
     metrics.record_error("invalid_input")
-    metrics.stage_duration.labels(stage="transform").observe(0.001)
+    metrics.stage_duration.labels(stage="transform", version="v1").observe(0.001)
+    metrics.scored.labels(version="v1", role="serving").inc()
     metrics.candidates.observe(10)
     metrics.feature_store_requests.labels(result="hit").inc()
     metrics.feature_store_errors.labels(kind="timeout").inc()
     metrics.user_cache_requests.labels(result="miss").inc()
-    metrics.set_model("feed", "v1")
+    metrics.set_models("feed", [("v1", "serving")], "host-1-abc")
     metrics.record_swap(ok=True)
-    metrics.objective_score.observe_many([0.1, 0.2], ("click",))
-    metrics.fused_score.observe_many([0.3])
+    metrics.record_scores("v1", {"click": np.array([0.1, 0.2])}, np.array([0.3]))
 
 
 def test_exported_families_match_the_dashboard_contract_exactly() -> None:
@@ -89,14 +90,17 @@ def test_bulk_histogram_equals_one_observe_per_value() -> None:
         assert got[key] == value if key[0] != "h_sum" else abs(got[key] - value) < 1e-6
 
 
-def test_model_info_keeps_one_series_for_the_served_version() -> None:
+def test_model_info_keeps_one_series_per_held_version_and_role() -> None:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
-    metrics.set_model("feed", "v1")
-    metrics.set_model("feed", "v2")
+    metrics.set_models("feed", [("v1", "serving")], "p1")
+    metrics.set_models("feed", [("v2", "serving"), ("v3", "canary")], "p1")
     info = _families(registry)["mtrank_model_info"]
-    series = {(s.labels["model"], s.labels["version"]): s.value for s in info.samples}  # type: ignore[attr-defined]
-    assert series == {("feed", "v2"): 1.0}
+    series = {
+        (s.labels["version"], s.labels["role"], s.labels["process"]): s.value
+        for s in info.samples  # type: ignore[attr-defined]
+    }
+    assert series == {("v2", "serving", "p1"): 1.0, ("v3", "canary", "p1"): 1.0}
 
 
 def test_request_recording_counts_by_endpoint_and_status() -> None:
@@ -111,7 +115,8 @@ def test_request_recording_counts_by_endpoint_and_status() -> None:
     )
     assert (
         registry.get_sample_value(
-            "mtrank_request_duration_seconds_count", {"endpoint": "/rank", "status": "422"}
+            "mtrank_request_duration_seconds_count",
+            {"endpoint": "/rank", "status": "422", "version": ""},
         )
         == 1
     )

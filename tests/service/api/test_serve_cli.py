@@ -1,8 +1,9 @@
-"""`python -m service serve` maps its options to MTRANK_* settings and refuses a store it cannot serve."""
+"""`python -m service serve` maps its options to MTRANK_* settings and starts even with nothing to serve."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,22 +34,31 @@ def test_admin_token_file_option_sets_the_file_variable() -> None:
 def test_admin_token_on_the_command_line_warns_that_ps_shows_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **__: None)  # no server in this test
     monkeypatch.delenv("MTRANK_MODEL", raising=False)
     monkeypatch.setenv("MTRANK_ADMIN_TOKEN", "restored-after-the-test")  # serve sets it
-    monkeypatch.setenv("MTRANK_MODELS_DIR", str(tmp_path))  # empty: serve stops before uvicorn
-    assert main(["serve", "--store", str(tmp_path), "--admin-token", "t"]) == 2
+    monkeypatch.setenv("MTRANK_MODELS_DIR", str(tmp_path))
+    assert main(["serve", "--store", str(tmp_path), "--admin-token", "t"]) == 0
     err = capsys.readouterr().err
     assert "process list" in err
     assert "--admin-token-file" in err
 
 
-def test_serve_refuses_an_empty_store_with_the_reason(
+def test_serve_starts_on_an_empty_store_and_says_why_it_is_not_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
     monkeypatch.delenv("MTRANK_MODEL", raising=False)
     monkeypatch.setenv("MTRANK_MODELS_DIR", str(tmp_path))  # restored after the test
-    assert main(["serve", "--store", str(tmp_path)]) == 2
-    assert "no model in" in capsys.readouterr().out
+    assert main(["serve", "--store", str(tmp_path)]) == 0
+    assert "nothing to serve yet: no model in" in capsys.readouterr().out
+    assert calls[0]["app"] == "service.main:create_app"
+    assert calls[0]["timeout_graceful_shutdown"] == 11  # MTRANK_SHUTDOWN_GRACE_SECONDS + 1
 
 
 def test_serve_help_lists_the_documented_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from service.contracts.manifest import Graphs, Manifest
 from service.errors import ModelLoadError
 from service.model_store import ModelStore
 from service.scoring.registry import ModelRegistry
+from service.scoring.routing import Routing
 from tests.fixtures.published_model import PublishedModel, model_arrays, records
 from training.export.onnx_split import export_split
 from training.models import MultiTaskRanker
@@ -83,23 +86,38 @@ def test_load_serves_the_current_version(published_store: PublishedModel) -> Non
     assert loaded.objectives == ["click", "convert", "watch_time", "ctcvr"]
 
 
-def test_swap_and_rollback_change_the_active_version(published_store: PublishedModel) -> None:
+def test_a_swap_releases_the_previous_version_without_the_cyclic_collector(
+    published_store: PublishedModel,
+) -> None:
     v1, v2 = published_store.versions
     registry = ModelRegistry(ModelStore(published_store.store_dir), published_store.model)
-    first = registry.load(v1)
-    second = registry.load(v2)
-    assert registry.active is second
-    back = registry.rollback()
-    assert back is first
-    assert registry.active is first
-    assert registry.rollback() is second  # rolling back twice returns to the newer one
+    gc.disable()  # reference counting alone must free it: the heap is frozen after a swap
+    try:
+        first = weakref.ref(registry.load(v1))
+        second = registry.load(v2)
+        assert registry.active is second
+        assert first() is None  # no cycle keeps a swapped-out version (or its sessions) alive
+    finally:
+        gc.enable()
 
 
-def test_rollback_without_a_previous_version_is_refused(published_store: PublishedModel) -> None:
+def test_build_changes_nothing_until_installed(published_store: PublishedModel) -> None:
+    v1, v2 = published_store.versions
     registry = ModelRegistry(ModelStore(published_store.store_dir), published_store.model)
-    registry.load()
-    with pytest.raises(ModelLoadError, match="no previous version"):
-        registry.rollback()
+    serving = registry.load(v1)
+    built = registry.build(v2)
+    assert registry.active is serving
+    previous = registry.install(Routing(built))
+    assert previous.serving is serving
+    assert registry.active is built
+
+
+def test_a_registry_without_a_model_name_refuses_to_load(published_store: PublishedModel) -> None:
+    registry = ModelRegistry(ModelStore(published_store.store_dir), None)
+    with pytest.raises(ModelLoadError, match="no model to serve"):
+        registry.build()
+    registry.bind(published_store.model)
+    assert registry.build().version == published_store.versions[0]
 
 
 def test_failed_load_of_corrupt_file_keeps_serving_version(

@@ -1,0 +1,112 @@
+"""SIGTERM drain: stop being ready at once, keep serving a short while, then let uvicorn stop.
+
+On SIGTERM (``docker stop``, Kubernetes, uvicorn's supervisor stopping a worker):
+
+1. ``/readyz`` answers 503 at once, and every response carries ``Connection: close`` so clients
+   open their next request elsewhere instead of reusing a connection about to close;
+2. after ``MTRANK_DRAIN_SECONDS`` (default 3: time for a load balancer to see the 503 and stop
+   sending), uvicorn's own handler runs: it stops accepting connections and waits for in-flight
+   requests; the app's shutdown then closes Redis connections and releases onnxruntime sessions;
+3. requests still running ``MTRANK_SHUTDOWN_GRACE_SECONDS`` (default 10) later are cut (uvicorn's
+   forced exit), so shutting down is bounded.
+
+A second SIGTERM, or SIGINT (Ctrl-C), skips the wait. The handler is only installed when the app
+runs on the main thread (uvicorn); in-process test clients never see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class Drain:
+    """The process-wide drain state and its SIGTERM handler."""
+
+    def __init__(self, delay_seconds: float, grace_seconds: float) -> None:
+        self.delay_seconds = delay_seconds
+        self.grace_seconds = grace_seconds
+        self.draining = False
+        self._previous: Handler = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def is_draining(self) -> bool:
+        return self.draining
+
+    def install(self) -> bool:
+        """Chain our SIGTERM handler in front of the server's; False off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        self._loop = asyncio.get_running_loop()
+        self._previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        return True
+
+    def uninstall(self) -> None:
+        if self._loop is None or threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._previous)
+        self._loop = None
+
+    def _on_sigterm(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining or self._loop is None:
+            self._forward(sig, frame)  # a second SIGTERM: stop now
+            return
+        self.draining = True
+        logger.warning(
+            "SIGTERM: not ready any more; serving %g s more, then finishing in-flight requests "
+            "(at most %g s)",
+            self.delay_seconds,
+            self.grace_seconds,
+        )
+        self._loop.call_later(self.delay_seconds, self._stop, sig, frame)
+
+    def _stop(self, sig: int, frame: FrameType | None) -> None:
+        self._forward(sig, frame)
+        if self._loop is not None:
+            self._loop.call_later(self.grace_seconds, self._force, frame)
+
+    def _force(self, frame: FrameType | None) -> None:
+        logger.error("in-flight requests still running after %g s: exiting", self.grace_seconds)
+        self._forward(signal.SIGINT, frame)  # uvicorn: a second signal forces the exit
+
+    def _forward(self, sig: int, frame: FrameType | None) -> None:
+        previous = self._previous
+        if callable(previous):
+            previous(sig, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+
+class DrainMiddleware:
+    """While draining, every response says ``Connection: close``."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.drain.draining:
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
