@@ -23,8 +23,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from service.errors import NotReady
 from service.fleet import changes
 from service.fleet.apply import Applier, Problems
@@ -45,7 +43,7 @@ from service.metrics import ServiceMetrics
 from service.scoring.registry import ModelRegistry
 from service.scoring.routing import SHARE_SCALE
 from service.settings import Settings, resolve_model_name
-from service.store.redis_guard import ThrottledLog
+from service.store.redis_guard import AsyncRedis, ThrottledLog, make_client
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ class FleetController:
         self.unresolved: str | None = None  # why no model is named yet
         self.problem: str | None = None  # why this process does not serve the fleet's choice
         self.blocking = False  # the problem makes the process not ready
-        self._redis: aioredis.Redis | None = None
+        self._redis: AsyncRedis | None = None
         self.applier = Applier(
             registry,
             loader,
@@ -105,10 +103,8 @@ class FleetController:
     async def start(self) -> None:
         """Name the model, apply the recorded choice once (bounded by one load), start the loops."""
         if self.settings.redis_url is not None:
-            timeout = self.settings.fleet_redis_timeout_seconds
-            self._redis = aioredis.Redis.from_url(
-                self.settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            timeout_ms = self.settings.fleet_redis_timeout_seconds * 1000
+            self._redis = make_client(self.settings.redis_url, timeout_ms=timeout_ms)
         await self.reconcile()
         self._tasks = [
             asyncio.create_task(self._reconcile_loop(), name="mtrank-fleet-reconcile"),

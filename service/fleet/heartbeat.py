@@ -1,7 +1,7 @@
 """Which process serves what: every process posts its status every few seconds on a shared board.
 
 Boards, by what is available: Redis (``{prefix}:fleet:{model}:process:{id}`` keys that expire after
-``ttl``), else the model store when it is writable (``<model>/.fleet/<id>.json``, stale files are
+``ttl``, indexed by the sorted set ``{prefix}:fleet:{model}:processes``), else the model store when it is writable (``<model>/.fleet/<id>.json``, stale files are
 skipped and pruned), else only this process. ``GET /admin/models`` lists the board.
 """
 
@@ -22,8 +22,10 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from service.fleet.record import fleet_key_base
 from service.fleet.state import CandidateState
 from service.model_store import STAGING_PREFIX
+from service.store.redis_guard import AsyncRedis
 
 BOARD_DIR = ".fleet"
 
@@ -97,29 +99,37 @@ class LocalBoard:
 
 
 class RedisBoard:
-    """Heartbeats as expiring Redis keys; a process that stops beating vanishes after ``ttl``."""
+    """Heartbeats as expiring Redis keys plus a sorted-set index of them (score: last beat), so
+    listing needs no SCAN; a process that stops beating drops out after ``ttl``."""
 
     kind = "redis"
 
-    def __init__(
-        self, client: aioredis.Redis, prefix: str, model: str, *, ttl_seconds: float
-    ) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str, model: str, *, ttl_seconds: float) -> None:
         self.client = client
-        self.pattern = f"{prefix}:fleet:{model}:process:"
-        self.ttl_ms = max(1000, int(ttl_seconds * 1000))
+        base = fleet_key_base(prefix, model, isinstance(client, aioredis.RedisCluster))
+        self.prefix = f"{base}:process:"
+        self.index = f"{base}:processes"
+        self.ttl = max(1.0, ttl_seconds)
 
     async def beat(self, status: ProcessStatus) -> None:
-        await self.client.set(self.pattern + status.id, status.model_dump_json(), px=self.ttl_ms)
+        now = time.time()
+        await self.client.set(
+            self.prefix + status.id, status.model_dump_json(), px=int(self.ttl * 1000)
+        )
+        await self.client.zadd(self.index, {status.id: now})
+        await self.client.zremrangebyscore(self.index, "-inf", now - 10 * self.ttl)
 
     async def processes(self) -> list[ProcessStatus]:
-        keys = [key async for key in self.client.scan_iter(match=self.pattern + "*", count=500)]
-        if not keys:
+        ids = await self.client.zrangebyscore(self.index, time.time() - self.ttl, "+inf")
+        if not ids:
             return []
+        keys = [self.prefix + (i.decode() if isinstance(i, bytes) else str(i)) for i in ids]
         values = await self.client.mget(keys)
         return _parse(v for v in values if v is not None)
 
     async def leave(self, process_id: str) -> None:
-        await self.client.delete(self.pattern + process_id)
+        await self.client.zrem(self.index, process_id)
+        await self.client.delete(self.prefix + process_id)
 
 
 class DirectoryBoard:

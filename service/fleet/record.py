@@ -4,8 +4,9 @@ Two records, each optional:
 
 * the **model store**: ``<model>/current`` (the serving version, replaced atomically, as before)
   and ``<model>/fleet.json`` (the whole :class:`FleetState`), written when the store is writable;
-* **Redis**: the key ``{prefix}:fleet:{model}:state`` (the same JSON) and a message on the channel
-  ``{prefix}:fleet:{model}`` that wakes every subscribed process.
+* **Redis**: the key ``{prefix}:fleet:{model}:state`` (the same JSON; on a Redis Cluster the part
+  before ``:state`` is a hash tag) and a message on the channel ``{prefix}:fleet:{model}`` that wakes
+  every subscribed process.
 
 The rule, the same in every process: read both, take the higher ``revision`` (the store on a tie).
 A ``current`` pointer moved outside the service (``python -m training models set-current``, a
@@ -29,6 +30,7 @@ from redis.exceptions import RedisError
 
 from service.fleet.state import FleetState
 from service.model_store import STAGING_PREFIX, ModelStore
+from service.store.redis_guard import AsyncRedis
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +99,20 @@ class StoreRecord:
             return None
 
 
+def fleet_key_base(prefix: str, model: str, cluster: bool) -> str:
+    """``{prefix}:fleet:{model}``; on a Redis Cluster a hash tag keeps a model's fleet keys (state,
+    heartbeats, their index) in one slot, so they can be read together."""
+    base = f"{prefix}:fleet:{model}"
+    return "{" + base + "}" if cluster else base
+
+
 class RedisRecord:
     """The choice in Redis: a key holding the state, a channel announcing every change."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, model: str) -> None:
+    def __init__(self, client: AsyncRedis, prefix: str, model: str) -> None:
         self.client = client
-        self.key = f"{prefix}:fleet:{model}:state"
+        base = fleet_key_base(prefix, model, isinstance(client, aioredis.RedisCluster))
+        self.key = f"{base}:state"
         self.channel = f"{prefix}:fleet:{model}"
 
     async def read(self) -> FleetState | None:

@@ -2,8 +2,8 @@
 
 Per request: read the routing once and pick the version that scores it (the serving version, or a
 canary for a stable share of users; a sampled request also names a shadow version to score it
-again after the response, see ``service.scoring.shadow``); fetch stored features for the user and every candidate
-in one store call (concurrently with the user-representation cache lookup); assemble and transform
+again after the response, see ``service.scoring.shadow``); fetch stored features for the user and
+every candidate in one store call (concurrently with the user-representation cache lookup); assemble and transform
 the arrays; run the user graph once (skipped on a cache hit) and the candidate graph once over all N
 candidates; derive objectives (ctcvr = click x convert); fuse; pick the top k. All CPU work (the
 transform, both graphs, fusion) runs in the executor, so the event loop never blocks, unless the
