@@ -39,7 +39,7 @@ from service.model_store import ModelStore
 from service.routers.rank import encode_response
 from service.scoring.assembly import RankInput, stored_rows
 from service.scoring.onnx_model import session_options
-from service.scoring.ranker import RankOutput, _score, choose_fusion
+from service.scoring.ranker import RankOutput, choose_fusion, score_request
 from service.scoring.registry import LoadedModel, ModelRegistry
 from service.scoring.topk import top_k
 
@@ -130,7 +130,7 @@ def _output(
 def split_score(model: LoadedModel, request: RankInput) -> RankOutput:
     """mtrank's own scoring stage (transform, user graph once, candidate graph, fusion, top-k)."""
     name, spec = choose_fusion(model, request)
-    scored = _score(model, request, None, None, spec)
+    scored = score_request(model, request, None, None, spec)
     return _output(model, request, name, spec, scored.objectives, scored.fused, scored.order)
 
 

@@ -27,7 +27,7 @@ CHANGE_RESPONSES: dict[int | str, dict[str, str]] = {
 }
 
 
-def get_fleet(state: StateDep) -> FleetController:
+async def get_fleet(state: StateDep) -> FleetController:
     if state.fleet is None:  # pragma: no cover - create_app always sets it
         raise NotReady("the model lifecycle is not running")
     return state.fleet
