@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 TOKEN = "fleet-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MESSAGE_BOUND = 2.0
-SWAP_BOUND = 2.0  # the other worker follows within a message + a load, even on a busy machine
+SWAP_BOUND = 3.0  # the other worker follows within a message + one load (generous: busy CI)
 
 
 @pytest.fixture
@@ -148,13 +148,14 @@ def test_swaps_under_load_with_two_workers_fail_no_request_and_serve_only_chosen
 ) -> None:
     model = published_store.model
     versions = list(published_store.versions)
-    for k in range(3):  # five versions in turn: a stale answer names one chosen long before
+    for k in range(9):  # each chosen once: an answer naming one replaced long ago is stale
         versions.append(copy_version(store, model, versions[k % 2], f"copy-{k}"))
     settings = env(
         store, model, MTRANK_REDIS_URL=private_redis.url, MTRANK_FLEET_POLL_SECONDS="0.5"
     )
     service = ServiceProcess(settings, workers=2)
-    chosen: list[tuple[float, str]] = [(0.0, versions[0])]  # (when the admin answered, version)
+    # (when the admin call was sent: the choice may take effect any time before it answers, version)
+    chosen: list[tuple[float, str]] = [(0.0, versions[0])]
     answers: list[tuple[float, float, str | int]] = []  # (sent, received, version or status)
     errors: Counter[str] = Counter()
     stop = threading.Event()
@@ -180,8 +181,8 @@ def test_swaps_under_load_with_two_workers_fail_no_request_and_serve_only_chosen
         try:
             for k in range(1, 11):
                 target = versions[k % len(versions)]
-                load(service.url, target)
                 chosen.append((time.monotonic(), target))
+                load(service.url, target)
                 time.sleep(0.3)
         finally:
             stop.set()
