@@ -56,7 +56,7 @@ def test_serve_starts_on_an_empty_store_and_says_why_it_is_not_ready(
     monkeypatch.delenv("MTRANK_MODEL", raising=False)
     monkeypatch.setenv("MTRANK_MODELS_DIR", str(tmp_path))  # restored after the test
     assert main(["serve", "--store", str(tmp_path)]) == 0
-    assert "nothing to serve yet: no model in" in capsys.readouterr().out
+    assert "nothing to serve yet: no model in" in capsys.readouterr().err  # a log line
     assert calls[0]["app"] == "service.main:create_app"
     assert calls[0]["timeout_graceful_shutdown"] == 11  # MTRANK_SHUTDOWN_GRACE_SECONDS + 1
 
