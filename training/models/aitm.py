@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from training.models.blocks import MLPRest, MultiTaskCore
+from training.models.config import Norm
 
 
 class AIT(nn.Module):
@@ -44,9 +45,11 @@ class AIT(nn.Module):
 class AITM(MultiTaskCore):
     """chunks = one encoder pre-activation (B, hidden[0]) per task, in funnel order."""
 
-    def __init__(self, n_tasks: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(
+        self, n_tasks: int, hidden: Sequence[int], dropout: float = 0.0, norm: Norm = "none"
+    ) -> None:
         super().__init__()
-        self.encoders = nn.ModuleList(MLPRest(hidden, dropout) for _ in range(n_tasks))
+        self.encoders = nn.ModuleList(MLPRest(hidden, dropout, norm) for _ in range(n_tasks))
         dim = hidden[-1]
         self.transfers = nn.ModuleList(
             nn.Sequential(nn.Linear(dim, dim), nn.ReLU()) for _ in range(n_tasks - 1)

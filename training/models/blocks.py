@@ -8,16 +8,29 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from training.models.config import Norm
 from training.models.layout import GroupLayout
 
 
-class MLP(nn.Sequential):
-    """Linear -> ReLU -> Dropout, once per width in ``hidden``; ``out_dim`` = hidden[-1]."""
+def norm_layer(kind: Norm, width: int) -> list[nn.Module]:
+    """The normalisation module for a ``width``-wide pre-activation (none: no module)."""
+    if kind == "batch":
+        return [nn.BatchNorm1d(width)]
+    if kind == "layer":
+        return [nn.LayerNorm(width)]
+    return []
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+
+class MLP(nn.Sequential):
+    """Linear -> [norm] -> ReLU -> Dropout, once per width in ``hidden``; ``out_dim`` = hidden[-1]."""
+
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0, norm: Norm = "none"
+    ) -> None:
         layers: list[nn.Module] = []
         for width in hidden:
-            layers += [nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(in_dim, width), *norm_layer(norm, width)]
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
             in_dim = width
         super().__init__(*layers)
         self.out_dim = in_dim
@@ -26,15 +39,16 @@ class MLP(nn.Sequential):
 class MLPRest(nn.Sequential):
     """An MLP whose first Linear lives elsewhere (in ``SplitInput`` or a fused layer).
 
-    Takes that first layer's pre-activation (B, hidden[0]) and applies ReLU, Dropout and the layers
-    for ``hidden[1:]``; ``out_dim`` = hidden[-1].
+    Takes that first layer's pre-activation (B, hidden[0]) and applies [norm], ReLU, Dropout and
+    the layers for ``hidden[1:]``; ``out_dim`` = hidden[-1]. The norm acts on the full first-layer
+    output ``W_u u + W_i i + b``, in the candidate graph, so the split stays exact.
     """
 
-    def __init__(self, hidden: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(self, hidden: Sequence[int], dropout: float = 0.0, norm: Norm = "none") -> None:
         if not hidden:
             raise ValueError("MLPRest needs at least one width (the first layer's)")
-        rest = MLP(hidden[0], hidden[1:], dropout)
-        super().__init__(nn.ReLU(), nn.Dropout(dropout), *rest)
+        rest = MLP(hidden[0], hidden[1:], dropout, norm)
+        super().__init__(*norm_layer(norm, hidden[0]), nn.ReLU(), nn.Dropout(dropout), *rest)
         self.out_dim = rest.out_dim
 
 
@@ -42,16 +56,22 @@ class Embeddings(nn.Module):
     """One table per categorical column; (B, C) indices -> (B, sum(dims)) concatenated vectors.
 
     Index 0 (missing or out-of-vocabulary) is an ordinary learned row, so unseen values get a
-    trained vector instead of zeros. Rows start as N(0, 1), the scale of the standardised numerics,
-    so first-layer pre-activations follow the inputs rather than the biases (with tiny embeddings,
-    ReLU units with a negative bias start dead for every input and never recover).
+    trained vector instead of zeros. Rows start as N(0, init_std^2); the default 1 is the scale of
+    the standardised numerics, so first-layer pre-activations follow the inputs rather than the
+    biases (with tiny embeddings, ReLU units with a negative bias start dead for every input and
+    never recover).
     """
 
-    def __init__(self, cardinalities: Sequence[int], dims: Sequence[int]) -> None:
+    def __init__(
+        self, cardinalities: Sequence[int], dims: Sequence[int], init_std: float = 1.0
+    ) -> None:
         super().__init__()
         self.tables = nn.ModuleList(
             nn.Embedding(c, d) for c, d in zip(cardinalities, dims, strict=True)
         )
+        if init_std != 1.0:  # nn.Embedding already draws N(0, 1)
+            for table in self.tables:
+                nn.init.normal_(table.weight, std=init_std)  # type: ignore[arg-type]
         self.out_dim = sum(dims)
 
     def table(self, column: int) -> nn.Embedding:
@@ -66,9 +86,9 @@ class Embeddings(nn.Module):
 class GroupEncoder(nn.Module):
     """A group's categorical embeddings followed by its numeric columns as they are (normalised)."""
 
-    def __init__(self, group: GroupLayout) -> None:
+    def __init__(self, group: GroupLayout, init_std: float = 1.0) -> None:
         super().__init__()
-        self.embeddings = Embeddings(group.cardinalities, group.embedding_dims)
+        self.embeddings = Embeddings(group.cardinalities, group.embedding_dims, init_std)
         self.n_categorical = group.n_categorical
         self.n_numeric = group.n_numeric
         self.out_dim = group.width
@@ -88,9 +108,11 @@ class GroupEncoder(nn.Module):
 class Tower(nn.Module):
     """A task head: MLP over the task representation, then one output unit -> (B, 1)."""
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0, norm: Norm = "none"
+    ) -> None:
         super().__init__()
-        self.mlp = MLP(in_dim, hidden, dropout)
+        self.mlp = MLP(in_dim, hidden, dropout, norm)
         self.out = nn.Linear(self.mlp.out_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from training.models.blocks import MLPRest, MultiTaskCore, mix
+from training.models.config import Norm
 
 
 class ExtractionLayer(nn.Module):
@@ -28,6 +29,7 @@ class ExtractionLayer(nn.Module):
         n_task_experts: int,
         expert_hidden: Sequence[int],
         dropout: float = 0.0,
+        norm: Norm = "none",
         *,
         shared_gate: bool = False,
     ) -> None:
@@ -35,7 +37,7 @@ class ExtractionLayer(nn.Module):
         self.n_tasks, self.n_shared, self.n_own = n_tasks, n_shared, n_task_experts
         self.shared_gate = shared_gate
         n_all = n_shared + n_tasks * n_task_experts
-        self.experts = nn.ModuleList(MLPRest(expert_hidden, dropout) for _ in range(n_all))
+        self.experts = nn.ModuleList(MLPRest(expert_hidden, dropout, norm) for _ in range(n_all))
         gate_widths = [n_task_experts + n_shared] * n_tasks + ([n_all] if shared_gate else [])
         self.first_widths = [expert_hidden[0]] * n_all + gate_widths
         self.out_dim = expert_hidden[-1]
@@ -67,9 +69,12 @@ class CGC(MultiTaskCore):
         n_task_experts: int,
         expert_hidden: Sequence[int],
         dropout: float = 0.0,
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
-        self.layer = ExtractionLayer(n_tasks, n_shared, n_task_experts, expert_hidden, dropout)
+        self.layer = ExtractionLayer(
+            n_tasks, n_shared, n_task_experts, expert_hidden, dropout, norm
+        )
         self.first_widths = self.layer.first_widths
         self.out_dim = self.layer.out_dim
 

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 ArchName = Literal["shared_bottom", "omoe", "mmoe", "cgc", "ple", "aitm"]
 UserEncoder = Literal["attention", "lstm_attention"]
 Widths = tuple[int, ...]
+# Normalisation of a hidden layer's pre-activation (experts and task towers): none, BatchNorm
+# (running statistics in eval mode, which export folds into constants) or LayerNorm.
+Norm = Literal["none", "batch", "layer"]
 
 
 class ArchConfig(BaseModel):
@@ -41,6 +44,12 @@ class ArchConfig(BaseModel):
     position_hidden: Widths = (8,)
     # Dropout after every hidden activation (training only).
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Normalisation of every hidden pre-activation in experts and task towers: "batch"
+    # (BatchNorm; eval mode uses running statistics), "layer" (LayerNorm) or "none". It acts
+    # after a first layer over [u; i], never before, so the user/candidate split stays exact.
+    norm: Norm = "none"
+    # Standard deviation of every embedding table's initial N(0, std^2) rows.
+    embedding_init_std: float = Field(default=1.0, gt=0.0)
 
     @model_validator(mode="after")
     def _positive_widths(self) -> ArchConfig:

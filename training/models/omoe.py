@@ -12,17 +12,25 @@ import torch
 from torch import Tensor, nn
 
 from training.models.blocks import MLPRest, MultiTaskCore, mix
+from training.models.config import Norm
 
 
 class OMoE(MultiTaskCore):
     """chunks = E expert pre-activations, then the gate logits (B, E)."""
 
     def __init__(
-        self, n_tasks: int, n_experts: int, expert_hidden: Sequence[int], dropout: float = 0.0
+        self,
+        n_tasks: int,
+        n_experts: int,
+        expert_hidden: Sequence[int],
+        dropout: float = 0.0,
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
         self.n_tasks, self.n_experts = n_tasks, n_experts
-        self.experts = nn.ModuleList(MLPRest(expert_hidden, dropout) for _ in range(n_experts))
+        self.experts = nn.ModuleList(
+            MLPRest(expert_hidden, dropout, norm) for _ in range(n_experts)
+        )
         self.first_widths = [expert_hidden[0]] * n_experts + [n_experts]
         self.out_dim = expert_hidden[-1]
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from training.models.blocks import MultiTaskCore
 from training.models.cgc import ExtractionLayer
+from training.models.config import Norm
 
 
 class LevelInput(nn.Module):
@@ -57,6 +58,7 @@ class PLE(MultiTaskCore):
         expert_hidden: Sequence[int],
         n_levels: int,
         dropout: float = 0.0,
+        norm: Norm = "none",
     ) -> None:
         super().__init__()
         levels = [
@@ -66,6 +68,7 @@ class PLE(MultiTaskCore):
                 n_task_experts,
                 expert_hidden,
                 dropout,
+                norm,
                 shared_gate=level < n_levels - 1,
             )
             for level in range(n_levels)

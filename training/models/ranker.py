@@ -53,26 +53,28 @@ class RankerOutput:
 
 def build_core(arch: ArchConfig, n_tasks: int) -> MultiTaskCore:
     """The multi-task core named by ``arch.name``."""
-    hidden, drop = arch.expert_hidden, arch.dropout
+    hidden, drop, norm = arch.expert_hidden, arch.dropout, arch.norm
     if arch.name == "shared_bottom":
-        return SharedBottom(n_tasks, hidden, drop)
+        return SharedBottom(n_tasks, hidden, drop, norm)
     if arch.name == "omoe":
-        return OMoE(n_tasks, arch.n_experts, hidden, drop)
+        return OMoE(n_tasks, arch.n_experts, hidden, drop, norm)
     if arch.name == "mmoe":
-        return MMoE(n_tasks, arch.n_experts, hidden, drop)
+        return MMoE(n_tasks, arch.n_experts, hidden, drop, norm)
     if arch.name == "cgc":
-        return CGC(n_tasks, arch.n_experts, arch.n_task_experts, hidden, drop)
+        return CGC(n_tasks, arch.n_experts, arch.n_task_experts, hidden, drop, norm)
     if arch.name == "ple":
-        return PLE(n_tasks, arch.n_experts, arch.n_task_experts, hidden, arch.n_levels, drop)
-    return AITM(n_tasks, hidden, drop)
+        return PLE(n_tasks, arch.n_experts, arch.n_task_experts, hidden, arch.n_levels, drop, norm)
+    return AITM(n_tasks, hidden, drop, norm)
 
 
 class PositionTower(nn.Module):
     """Shallow tower: training-only features (e.g. display position) -> one bias logit (B,)."""
 
-    def __init__(self, group: GroupLayout, hidden: Sequence[int], dropout: float) -> None:
+    def __init__(
+        self, group: GroupLayout, hidden: Sequence[int], dropout: float, init_std: float = 1.0
+    ) -> None:
         super().__init__()
-        self.encoder = GroupEncoder(group)
+        self.encoder = GroupEncoder(group, init_std)
         self.mlp = MLP(group.width, hidden, dropout)
         self.out = nn.Linear(self.mlp.out_dim, 1)
 
@@ -105,8 +107,8 @@ class MultiTaskRanker(nn.Module):
         validate_task_set(self.tasks, [])
         self.task_ids = [t.id for t in self.tasks]
         self.layout, self.arch = layout, arch
-        self.item = GroupEncoder(layout.item)
-        self.context = GroupEncoder(layout.context)
+        self.item = GroupEncoder(layout.item, arch.embedding_init_std)
+        self.context = GroupEncoder(layout.context, arch.embedding_init_std)
         self.user_tower = UserTower(
             layout,
             self.item.embeddings,
@@ -115,17 +117,20 @@ class MultiTaskRanker(nn.Module):
             arch.dropout,
             encoder=arch.user_encoder,
             lstm_hidden=arch.lstm_hidden,
+            init_std=arch.embedding_init_std,
         )
         self.core = build_core(arch, len(self.tasks))
         item_dim = self.item.out_dim + self.context.out_dim
         self.split = SplitInput(self.user_tower.out_dim, item_dim, self.core.first_widths)
         self.heads = nn.ModuleList(
-            Tower(self.core.out_dim, arch.tower_hidden, arch.dropout) for _ in self.tasks
+            Tower(self.core.out_dim, arch.tower_hidden, arch.dropout, arch.norm) for _ in self.tasks
         )
         self.esmm = self._esmm_indices(esmm)
         self.esm2 = self._esm2_indices(esm2)
         self.esm2_other = (  # Y4 = p(purchase | other action), on the cvr task's representation
-            Tower(self.core.out_dim, arch.tower_hidden, arch.dropout) if self.esm2 else None
+            Tower(self.core.out_dim, arch.tower_hidden, arch.dropout, arch.norm)
+            if self.esm2
+            else None
         )
         self.cascade = [self._binary_index(t, "cascade") for t in cascade]
         if len(set(self.cascade)) != len(self.cascade) or len(self.cascade) == 1:
@@ -140,7 +145,9 @@ class MultiTaskRanker(nn.Module):
                     f"position_bias_tasks {list(position_bias_tasks)} need training-only features "
                     "(side: training, e.g. position) in the feature spec; there are none"
                 )
-            self.position_tower = PositionTower(layout.training, arch.position_hidden, arch.dropout)
+            self.position_tower = PositionTower(
+                layout.training, arch.position_hidden, arch.dropout, arch.embedding_init_std
+            )
 
     def _binary_index(self, task_id: str, what: str) -> int:
         if (

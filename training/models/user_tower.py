@@ -81,9 +81,10 @@ class UserTower(nn.Module):
         *,
         encoder: UserEncoder = "attention",
         lstm_hidden: int = 16,
+        init_std: float = 1.0,
     ) -> None:
         super().__init__()
-        self.profile = GroupEncoder(layout.user)
+        self.profile = GroupEncoder(layout.user, init_std)
         self.item_embeddings = item_embeddings  # shared with the item side, not a copy
         self.columns = list(layout.sequence_columns)
         seq_dims = [layout.item.embedding_dims[c] for c in self.columns]

@@ -90,8 +90,8 @@ class ArrayFeed:
         )
         rank, world = self.shard.rank, self.shard.world
         for index in batches:
-            if len(index) < world:  # a last batch too small to give every rank a row
-                break
+            if len(index) < 2 * world:  # a last batch too small to give every rank two rows
+                break  # (BatchNorm cannot normalise a single row)
             yield self.train.rows(index[rank::world])
 
     def validation(self, batch_size: int) -> Iterator[Batch]:

@@ -149,3 +149,21 @@ def test_heads_start_at_the_base_rate_of_their_sample_space():
     assert bias[1] == pytest.approx(math.log(cvr / (1 - cvr)), rel=1e-4)
     mean_log = float(torch.log1p(watch[clicked]).mean())
     assert bias[2] == pytest.approx(mean_log, rel=1e-4)
+
+
+def test_batchnorm_trains_when_the_last_batch_would_hold_one_row():
+    cfg = config(epochs=1, arch=arch("mmoe", norm="batch").model_dump())
+    result = fit(cfg, rows=257)  # batches of 128, 128 and a single row, which is skipped
+    assert result.history[0]["train_loss"]["click"] == result.history[0]["train_loss"]["click"]
+
+
+def test_weight_decay_is_split_between_dense_layers_and_embedding_tables():
+    cfg = config(weight_decay=0.01, embedding_weight_decay=0.2)
+    model = MultiTaskRanker(small_layout(), TASKS, cfg.arch)
+    groups = Trainer(model, cfg, TASKS, progress=False).optimizer.param_groups
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    dense, embedding = groups[0], groups[1]
+    assert (dense["weight_decay"], embedding["weight_decay"]) == (0.01, 0.2)
+    assert {id(p) for p in embedding["params"]} == tables
+    assert not {id(p) for p in dense["params"]} & tables
+    assert len(dense["params"]) + len(embedding["params"]) == len(list(model.parameters()))
