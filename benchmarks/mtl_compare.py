@@ -1,29 +1,33 @@
 """Compare multi-task architectures on one data directory over several seeds.
 
 Each (architecture, seed) run trains with ``training.train.run.train_run`` from the arch's preset
-(``single_task``: one ``shared_bottom`` model per task, the MMoE paper's baseline) and records every
-task's validation metrics. It prints one line per run, then the table, and writes into ``--out``:
+(``single_task``: one ``shared_bottom`` model per task, the MMoE paper's baseline; ``hgb``: one
+scikit-learn gradient-boosted tree per task, ``gbdt_baseline.py``) and records every task's test
+metrics (``--test-fraction`` > 0: rows that neither train nor choose the epoch) or validation
+metrics. It prints one line per run, then the table, and writes into ``--out``:
 
 - ``results.json``: every run's per-task metrics, best epochs, resolved config and seconds;
 - ``table.md``: per architecture and task the best and mean ± std AUC (binary tasks) or mean ± std
   MSE (regression), the gap to Shared-Bottom with its standard error, and seconds per run;
 - ``metrics.png``: per task, a box and strip plot of the metric across seeds per architecture.
 
-The validation split is the same for every run (``--split-seed``, default 0, the training config's
-``split_seed``), so seeds vary only the initialisation and batch order, as in the papers' repeated
-runs (``--split-seed -1`` lets each seed draw its own split, to measure how much of the spread the
-split adds).
+The split is the same for every run (``--split-seed``, default 0, the training config's
+``split_seed``; ``--val-fraction``, ``--test-fraction``), so seeds vary only the initialisation
+and batch order, as in the papers' repeated runs (``--split-seed -1`` lets each seed draw its own
+split, to measure how much of the spread the split adds).
 
     python benchmarks/mtl_compare.py --data /tmp/mtl-data/adult --name census \\
-        --archs single_task,shared_bottom,omoe,mmoe,cgc,ple --seeds 10 --epochs 30 \\
-        --out docs/benchmarks/census [--max-rows R] [--set KEY=VALUE ...] [--smoke]
+        --archs hgb,single_task,shared_bottom,omoe,mmoe,cgc,ple --seeds 5 \\
+        --val-fraction 0.1 --test-fraction 0.1 --out docs/benchmarks/census \\
+        [--epochs E] [--max-rows R] [--set KEY=VALUE ...] [--smoke]
 
 An arch entry may be a variant of a preset, ``LABEL:PRESET+KEY=VALUE+...`` (e.g.
 ``esmm:esm2+esm2=false``), and ``--data`` a view YAML (``DIR/esm2.yaml``); ``--reference LABEL``
 measures the table's gaps against that entry instead of Shared-Bottom.
 
-Preset keys that name tasks the data set lacks (the PLE preset's ``weighting.gamma.click``) are
-dropped, so every preset runs on every data set. ``--smoke`` trains 1 epoch on 500 rows.
+Presets run as they are, with their own epoch cap and early stopping unless ``--epochs`` is given;
+settings naming tasks the data set lacks (the PLE preset's ``weighting.gamma.click``) are dropped
+by ``TrainConfig.for_tasks``. ``--smoke`` trains 1 epoch on 500 rows.
 """
 
 from __future__ import annotations
@@ -42,10 +46,13 @@ from typing import Any
 import matplotlib
 import numpy as np
 import torch
-import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is a folder of scripts
+from gbdt_baseline import gbdt_metrics
 
 from service.contracts.tasks import TaskSpec
 from training.data.dataset import DatasetConfig, EntityTable, dataset_file, load_config
+from training.data.splits import DataSources
 from training.train.config import TrainConfig, preset_path
 from training.train.config import load_config as load_train_config
 from training.train.run import train_run
@@ -55,6 +62,7 @@ import matplotlib.pyplot as plt
 
 SINGLE_TASK = "single_task"
 SINGLE_TASK_PRESET = "shared_bottom"
+GBDT = "hgb"  # scikit-learn HistGradientBoosting, one model per task (gbdt_baseline.py)
 REFERENCE_ARCH = "shared_bottom"
 SMOKE_EPOCHS, SMOKE_ROWS = 1, 500
 FOLLOW_MODEL_SEED = -1  # --split-seed -1: each seed draws its own split, as train_run does
@@ -113,47 +121,28 @@ def task_subset_dir(
 # ---- configs ----------------------------------------------------------------------------------
 
 
-def preset_for_tasks(preset: str, task_ids: Sequence[str]) -> dict[str, Any]:
-    """The preset's YAML without per-task keys naming tasks outside ``task_ids``."""
-    data: dict[str, Any] = yaml.safe_load(preset_path(preset).read_text(encoding="utf-8")) or {}
-    weighting = data.get("weighting", {})
-    for key in ("weights", "gamma", "bounds"):
-        if key in weighting:
-            weighting[key] = {k: v for k, v in weighting[key].items() if k in task_ids}
-    if "losses" in data:
-        data["losses"] = {k: v for k, v in data["losses"].items() if k in task_ids}
-    if data.get("position_bias_tasks"):
-        data["position_bias_tasks"] = [t for t in data["position_bias_tasks"] if t in task_ids]
-    return data
-
-
 def variant(arch: str) -> tuple[str, list[str]]:
     """``LABEL:PRESET+KEY=VALUE+...`` (a variant of a preset) or ``PRESET`` -> (preset, overrides)."""
     _, _, spec = arch.rpartition(":")
     preset, *overrides = spec.split("+")
-    return (SINGLE_TASK_PRESET if preset == SINGLE_TASK else preset), overrides
+    return (SINGLE_TASK_PRESET if preset in (SINGLE_TASK, GBDT) else preset), overrides
 
 
 def run_config(
-    arch: str,
-    seed: int,
-    plan: Plan,
-    task_ids: Sequence[str],
-    workdir: Path,
-    extra: Sequence[str] = (),
+    arch: str, seed: int, plan: Plan, task_ids: Sequence[str], extra: Sequence[str] = ()
 ) -> TrainConfig:
     """The arch's preset for these tasks, then seed, split, epochs, rows, one thread, the
     variant's overrides and ``--set``s."""
     preset, variant_sets = variant(arch)
-    label = arch.partition(":")[0] if ":" in arch else preset
-    path = workdir / "presets" / f"{label}-{'-'.join(task_ids)}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(preset_for_tasks(preset, task_ids)), encoding="utf-8")
     split = seed if plan.split_seed == FOLLOW_MODEL_SEED else plan.split_seed
-    overrides = [f"seed={seed}", f"split_seed={split}", f"epochs={plan.epochs}", "threads=1"]
+    overrides = [f"seed={seed}", f"split_seed={split}", "threads=1"]
+    overrides += [f"val_fraction={plan.val_fraction}", f"test_fraction={plan.test_fraction}"]
+    if plan.epochs is not None:
+        overrides.append(f"epochs={plan.epochs}")
     if plan.max_rows is not None:
         overrides.append(f"max_rows={plan.max_rows}")
-    return load_train_config(str(path), [*overrides, *variant_sets, *extra, *plan.sets])
+    config = load_train_config(preset, [*overrides, *variant_sets, *extra, *plan.sets])
+    return config.for_tasks(task_ids)[0]  # drop the preset's settings for absent tasks
 
 
 # ---- runs -------------------------------------------------------------------------------------
@@ -167,10 +156,12 @@ class Plan:
     name: str
     archs: list[str]
     seeds: int
-    epochs: int
+    epochs: int | None  # None: each preset's own cap (early stopping ends runs sooner)
     max_rows: int | None
     sets: list[str]
     split_seed: int  # validation split of every run; -1: each run's own model seed
+    val_fraction: float
+    test_fraction: float
     out: Path
     smoke: bool
     reference: str = REFERENCE_ARCH  # the arch gaps are measured against
@@ -189,8 +180,15 @@ def single_task_groups(tasks: Sequence[TaskSpec]) -> list[tuple[TaskSpec, list[T
 
 
 def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) -> RunResult:
-    """Train one arch at one seed (``single_task``: one model per task)."""
+    """Train one arch at one seed (``single_task`` and ``hgb``: one model per task)."""
     meta = load_config(data_dir)
+    if arch == GBDT:
+        started = time.perf_counter()
+        config = run_config(arch, seed, plan, [t.id for t in meta.tasks])
+        scored = gbdt_metrics(DataSources(data_dir), config.split_plan, seed)
+        seconds = round(time.perf_counter() - started, 2)
+        gbdt = {"model": "HistGradientBoosting", "split": config.split_plan.__dict__}
+        return RunResult(arch, seed, seconds, scored, {}, gbdt)
     single = arch.rpartition(":")[2].split("+")[0] == SINGLE_TASK
     groups = single_task_groups(meta.tasks) if single else [(None, list(meta.tasks))]
     tasks: Metrics = {}
@@ -207,7 +205,7 @@ def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) ->
             # one loss: helpers at weight 0, no product losses or cascades between tasks
             extra = [f"weighting.weights.{t.id}=0" for t in group if t is not own]
             extra += ["esmm=false", "esm2=false", "nmtr=false"]
-        config = run_config(arch, seed, plan, ids, workdir, extra)
+        config = run_config(arch, seed, plan, ids, extra)
         name = f"{label_of(arch)}-{seed}-{label}"
         run = train_run(config, view, workdir / "runs" / name, progress=False)
         kept = [own.id] if own is not None else ids
@@ -369,12 +367,18 @@ def write_outputs(plan: Plan, results: Sequence[RunResult]) -> list[Path]:
     results_path.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", "utf-8")
     table_path = plan.out / "table.md"
     table_path.write_text(
-        table_markdown(summary, tasks, f"{plan.name}: validation metrics", plan.reference), "utf-8"
+        table_markdown(summary, tasks, f"{plan.name}: {rows_scored(plan)} metrics", plan.reference),
+        "utf-8",
     )
     return [results_path, table_path, plot_metrics(results, tasks, plan.out / "metrics.png")]
 
 
 # ---- command line -----------------------------------------------------------------------------
+
+
+def rows_scored(plan: Plan) -> str:
+    """``test`` when runs hold out test rows, else ``validation`` (the rows that chose epochs)."""
+    return "test" if plan.test_fraction > 0 else "validation"
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
@@ -383,12 +387,17 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser.add_argument("--name", required=True, help="benchmark name for the table title")
     parser.add_argument(
         "--archs", required=True,
-        help="comma-separated: single_task, presets, or variants LABEL:PRESET+KEY=VALUE+...",
+        help="comma-separated: single_task, hgb (boosted trees), presets, or variants "
+        "LABEL:PRESET+KEY=VALUE+...",
     )  # fmt: skip
     parser.add_argument("--reference", default=REFERENCE_ARCH,
                         help="arch (label) the table's gaps are measured against")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="model seeds 0..N-1 (default 3)")
-    parser.add_argument("--epochs", type=int, default=10, help="max epochs per run (default 10)")
+    parser.add_argument("--epochs", type=int, help="epoch cap of every run (default: the preset's)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="validation rows (default 0.2)")  # fmt: skip
+    parser.add_argument("--test-fraction", type=float, default=0.0,
+                        help="test rows, scored once per run (default 0: none)")  # fmt: skip
     parser.add_argument("--max-rows", type=int, help="use only the first R impressions")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="training config override for every run (repeatable)")  # fmt: skip
@@ -398,9 +407,9 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser.add_argument("--smoke", action="store_true", help="1 epoch on 500 rows (for CI)")
     args = parser.parse_args(argv)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
-    if not archs or args.seeds < 1 or args.epochs < 1:
+    if not archs or args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
         parser.error("need at least one arch, --seeds >= 1 and --epochs >= 1")
-    for arch in archs:
+    for arch in (a for a in archs if a != GBDT):
         try:
             preset_path(variant(arch)[0])
         except ValueError as exc:
@@ -409,7 +418,8 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     if args.smoke:
         epochs, rows = SMOKE_EPOCHS, min(rows or SMOKE_ROWS, SMOKE_ROWS)
     return Plan(args.data, args.name, archs, args.seeds, epochs, rows, args.set, args.split_seed,
-                args.out, args.smoke, args.reference)  # fmt: skip
+                args.val_fraction, args.test_fraction, args.out, args.smoke,
+                args.reference)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

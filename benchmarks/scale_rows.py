@@ -7,8 +7,10 @@
 
 For each size it generates the simulator's data set (once, kept in ``--work``), trains
 ``--preset`` with ``python -m training train`` (``torchrun`` for ``--ranks`` > 1) as a child process,
-and records the wall time, the child's peak RSS (``wait4``), the log's size on disk, the validation
-click and ctcvr AUC and the data card's Bayes-optimal AUCs. Results accumulate in
+and records the wall time, the child's peak RSS (``wait4``), the log's size on disk, the click and
+ctcvr AUC (on the run's test rows when it holds some out, e.g. ``--set val_fraction=0.1 --set
+test_fraction=0.1``, else on its validation rows), the data card's Bayes-optimal AUCs and the share
+of the attainable click lift over chance, ``(AUC - 0.5) / (Bayes - 0.5)``. Results accumulate in
 ``OUT/results.json`` (one entry per rows x ranks x epochs); ``OUT/scale_rows.png`` plots them.
 Cost per million rows = core-seconds (wall x ranks) per million training rows per epoch, and in
 dollars at ``--core-hour-usd`` (an assumed on-demand price, stated in the output).
@@ -72,7 +74,7 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
     metrics = json.loads((run / "metrics.json").read_text())
     card = json.loads((data / "data_card.json").read_text())
     config = (run / "config.yaml").read_text()
-    train_rows = rows - metrics["tasks"]["click"]["n"]
+    train_rows = metrics["rows"]["train"]
     epochs = len(metrics["history"])
     core_seconds = seconds * args.ranks
     return {
@@ -83,14 +85,25 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
         "log_bytes": _size(data / ("impressions" if (data / "impressions").is_dir() else "")),
         "wall_seconds": round(seconds, 1),
         "peak_rss_mib": round(rss, 1),
+        "split": metrics["split"],  # "test" when the run held test rows out
         "click_auc": metrics["tasks"]["click"]["auc"],
         "ctcvr_auc": metrics["derived"]["ctcvr"]["auc"],
         "bayes_click_auc": card["tasks"]["click"].get("bayes_auc"),
+        "click_lift_share": lift_share(
+            metrics["tasks"]["click"]["auc"], card["tasks"]["click"].get("bayes_auc")
+        ),
         "bayes_ctcvr_auc": card.get("derived", {}).get("ctcvr", {}).get("bayes_auc"),
         "core_seconds_per_million_row_epochs": round(core_seconds / (train_rows * epochs / 1e6), 1),
         "epoch_seconds": [h["seconds"] for h in metrics["history"]],
         "load_average": os.getloadavg()[0],
     }
+
+
+def lift_share(auc: float | None, bayes: float | None) -> float | None:
+    """(AUC - 0.5) / (Bayes - 0.5): the share of the attainable lift over chance."""
+    if auc is None or bayes is None or bayes <= 0.5:
+        return None
+    return (auc - 0.5) / (bayes - 0.5)
 
 
 def _key(entry: dict[str, Any]) -> str:
@@ -113,7 +126,8 @@ def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
     for r in single:  # the epoch budget behind each point
         axes[0].annotate(f"{r['epochs']} ep", (r["rows"], r["click_auc"]), fontsize=7, xytext=(3, -9),
                          textcoords="offset points")  # fmt: skip
-    axes[0].set(xscale="log", xlabel="simulator rows", ylabel="validation AUC")
+    splits = sorted({r.get("split", "validation") for r in single})
+    axes[0].set(xscale="log", xlabel="simulator rows", ylabel=f"{' / '.join(splits)} AUC")
     axes[0].set_title("default preset: AUC vs the data card's ceiling")
     axes[0].legend(fontsize=8)
     for ranks in sorted({r["ranks"] for r in results}):

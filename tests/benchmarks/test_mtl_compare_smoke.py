@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 
 from training.cli.main import main as training_main
+from training.train.config import load_config as load_train_config
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mtl_compare.py"
 
@@ -39,36 +40,41 @@ def simulator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_every_seed_validates_on_the_split_seeds_rows(tmp_path: Path) -> None:
-    plan = mtl_compare.parse_args(["--data", "d", "--name", "n", "--archs", "mmoe", "--out", "o"])
-    configs = [mtl_compare.run_config("mmoe", seed, plan, ["click"], tmp_path) for seed in (1, 2)]
+def test_every_seed_validates_on_the_split_seeds_rows() -> None:
+    plan = mtl_compare.parse_args(["--data", "d", "--name", "n", "--archs", "mmoe", "--out", "o",
+                                   "--val-fraction", "0.1", "--test-fraction", "0.1"])  # fmt: skip
+    configs = [mtl_compare.run_config("mmoe", seed, plan, ["click"]) for seed in (1, 2)]
     assert [c.seed for c in configs] == [1, 2]
-    assert {c.data_split_seed for c in configs} == {0}  # --split-seed default
+    assert {c.split_plan for c in configs} == {configs[0].split_plan}  # one split for all seeds
+    assert (configs[0].data_split_seed, configs[0].test_fraction) == (0, 0.1)
     own = mtl_compare.parse_args(["--data", "d", "--name", "n", "--archs", "mmoe", "--out", "o",
                                   "--split-seed", "-1"])  # fmt: skip
-    assert mtl_compare.run_config("mmoe", 3, own, ["click"], tmp_path).data_split_seed == 3
+    assert mtl_compare.run_config("mmoe", 3, own, ["click"]).data_split_seed == 3
 
 
-def test_preset_keys_naming_absent_tasks_are_dropped(tmp_path: Path) -> None:
+def test_presets_keep_their_epoch_cap_and_drop_keys_naming_absent_tasks() -> None:
     plan = mtl_compare.parse_args(["--data", "d", "--name", "n", "--archs", "ple", "--out", "o"])
-    config = mtl_compare.run_config("ple", 0, plan, ["income", "never_married"], tmp_path)
+    config = mtl_compare.run_config("ple", 0, plan, ["income", "never_married"])
     assert config.weighting.gamma == {}  # the preset's gamma names click only
+    assert config.epochs == load_train_config("ple").epochs
 
 
 @pytest.mark.slow
 def test_smoke_run_writes_one_result_per_arch_and_seed(simulator_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = mtl_compare.main(["--data", str(simulator_dir), "--name", "smoke", "--archs", "shared_bottom,mmoe",
-                 "--seeds", "2", "--epochs", "5", "--out", str(out), "--smoke"])  # fmt: skip
+    code = mtl_compare.main(["--data", str(simulator_dir), "--name", "smoke", "--archs",
+                             "hgb,shared_bottom,mmoe", "--seeds", "2", "--epochs", "5",
+                             "--test-fraction", "0.2", "--out", str(out), "--smoke"])  # fmt: skip
     assert code == 0
     for name in ("results.json", "table.md", "metrics.png"):
         assert (out / name).stat().st_size > 0
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     runs = {(r["arch"], r["seed"]): r for r in results["runs"]}
-    assert sorted(runs) == [("mmoe", 0), ("mmoe", 1), ("shared_bottom", 0), ("shared_bottom", 1)]
+    assert sorted(runs) == [(a, s) for a in ("hgb", "mmoe", "shared_bottom") for s in (0, 1)]
     for run in runs.values():
         assert set(run["tasks"]) == {"click", "convert", "watch_time", "like", "share"}
         assert run["tasks"]["click"]["auc"] is not None
+        assert run["tasks"]["click"]["n"] == 80  # the 20 % test rows of the 400 simulated
         for metrics in run["tasks"].values():
             assert all(math.isfinite(v) for v in metrics.values() if v is not None)
             if metrics.get("auc") is not None:
@@ -76,4 +82,7 @@ def test_smoke_run_writes_one_result_per_arch_and_seed(simulator_dir: Path, tmp_
             if "mse" in metrics:
                 assert metrics["mse"] >= 0.0
         assert run["seconds"] > 0.0
-    assert "| mmoe | 2 |" in (out / "table.md").read_text(encoding="utf-8")
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert "| mmoe | 2 |" in table
+    assert "| hgb | 2 |" in table
+    assert "smoke: test metrics" in table

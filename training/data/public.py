@@ -207,14 +207,17 @@ def movielens_frames(
     cat, num = "categorical", "numeric"
     features: list[dict[str, object]] = [
         {"name": "user_id", "side": "user", "kind": cat, "embedding_dim": 16},
-        {"name": "user_age", "side": "user", "kind": num, "clip": "auto"},
+        # age and release year act in ranges (teenagers, classics): buckets beside the value
+        {"name": "user_age", "side": "user", "kind": "bucketized", "max_buckets": 16,
+         "keep_value": True, "clip": "auto"},
         {"name": "user_gender", "side": "user", "kind": cat},
         {"name": "user_occupation", "side": "user", "kind": cat},
         {"name": "user_zip3", "side": "user", "kind": cat, "min_count": 5},
         {"name": "history", "side": "user", "kind": "sequence", "max_length": HISTORY_LENGTH,
          "item_feature": "item_id"},
         {"name": "item_id", "side": "item", "kind": cat, "embedding_dim": 16},
-        {"name": "item_year", "side": "item", "kind": num, "clip": "auto"},
+        {"name": "item_year", "side": "item", "kind": "bucketized", "max_buckets": 16,
+         "keep_value": True, "clip": "auto"},
     ]  # fmt: skip
     features += [
         {"name": f"genre_{_snake(g)}", "side": "item", "kind": num, "normalize": "none"}

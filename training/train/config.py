@@ -209,10 +209,11 @@ class TrainConfig(_Strict):
             return [n for n in names if n in ids]
 
         w = self.weighting
+        per_task = {"weights": w.weights, "gamma": w.gamma, "bounds": w.bounds}
         weighting = w.model_copy(
             update={
-                "weights": {k: w.weights[k] for k in keep("weighting.weights", list(w.weights))},
-                "gamma": {k: w.gamma[k] for k in keep("weighting.gamma", list(w.gamma))},
+                key: {k: values[k] for k in keep(f"weighting.{key}", list(values))}
+                for key, values in per_task.items()
             }
         )
         update: dict[str, Any] = {

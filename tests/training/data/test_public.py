@@ -151,6 +151,10 @@ def test_movielens_frames_join_user_and_item_features_and_derive_like() -> None:
     }
     missing = [f.name for f in spec.features if f.name not in frame.columns]
     assert missing == []
+    for name in ("user_age", "item_year"):  # ranges matter: buckets beside the scaled value
+        feature = spec.feature(name)
+        assert isinstance(feature, BucketizedFeature)
+        assert feature.keep_value
 
 
 def test_write_from_a_cached_wheel_needs_no_download(

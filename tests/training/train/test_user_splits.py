@@ -4,6 +4,7 @@ split column, test metrics that never chose the epoch, and publishing's held-out
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from service.contracts.tasks import TaskSpec
+from tests.training.data.test_dataset import SPEC, _frame
 from training.cli.main import main
-from training.data.dataset import DATASET_FILE
+from training.data.dataset import DATASET_FILE, DatasetConfig, write_dataset
 from training.export.run_inputs import inputs_from_run
 
 pytestmark = pytest.mark.slow
@@ -98,3 +101,38 @@ def test_test_fraction_holds_out_rows_the_validation_split_never_sees(
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["split"] == "test"
     assert metrics["rows"] == {"train": 420, "validation": 140, "test": 140}
+
+
+def test_a_preset_naming_absent_tasks_trains_with_a_note(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The PLE preset decays click's weight; Adult-like data has no click: trained, noted."""
+    frame = _frame(300).rename(columns={"click": "income", "convert": "married"})
+    frame["married"] = frame["married"].fillna(0.0)
+    meta = DatasetConfig(
+        name="census-like",
+        tasks=[TaskSpec(id="income", type="binary"), TaskSpec(id="married", type="binary")],
+    )
+    write_dataset(tmp_path / "data", meta, SPEC, frame)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        code = main(
+            [
+                "train",
+                "--preset",
+                "ple",
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(run),
+                *TRAIN,
+            ]
+        )
+    assert code == 0
+    notes = json.loads((run / "metrics.json").read_text())["preset_notes"]
+    assert notes == [
+        "weighting.gamma names ['click'], which this data set lacks (tasks: ['income', "
+        "'married']): ignored"
+    ]
+    assert "preset adapted to the data set" in caplog.text
+    assert yaml.safe_load((run / "config.yaml").read_text())["weighting"]["gamma"] == {}
