@@ -6,8 +6,11 @@
 # container uses the host network and listens on 127.0.0.1), builds a stand-in for python:3.11-slim
 # with debootstrap and stand-ins for redis, prometheus and nginx from Debian packages, builds the
 # ranker image with BuildKit and the features-loader image with the classic builder (through
-# docker-compose), brings the stack of docker-compose.yml up through a copy generated for the host
-# network (docker/smoke/stack.py; the real file is not touched), probes it (docker/smoke/probes.py),
+# docker-compose), runs the image alone on an empty store (alive, not ready, no restart loop), brings
+# the stack of docker-compose.yml up through a copy generated for the host network
+# (docker/smoke/stack.py; the real file is not touched) on its own copy of the model store with a second
+# version (docker/smoke/store.py), probes it (docker/smoke/probes.py: readiness, /rank, Redis features,
+# Prometheus, the dashboard's queries, an admin swap through nginx reaching both replicas, JSON logs),
 # then removes everything it made. Fails loudly; never skips.
 #
 #   sudo bash docker/smoke.sh
@@ -129,7 +132,14 @@ bash docker/smoke/base-image.sh "$CACHE" "$BASE_IMAGE" || fail "could not build 
 log "building the redis/prometheus/nginx stand-in from Debian packages (cached after the first run)"
 "$DOCKER" build --network host -t "$STANDIN_IMAGE" -f docker/smoke/standins.Dockerfile \
     docker/smoke >"$WORK/standins.log" 2>&1 || fail "stand-in build: $(tail -20 "$WORK/standins.log")"
-eval "$("$PY" docker/smoke/stack.py --repo "$REPO" --out "$WORK" --standin "$STANDIN_IMAGE")"
+# The rankers' store: a copy of models_store plus a second demo version published under umask 077
+# (docker/smoke/store.py), so the fleet-wide swap below is a real change of version
+chmod 755 "$WORK"
+eval "$(PYTHONPATH="$REPO" "$PY" docker/smoke/store.py --repo "$REPO" --out "$WORK/store")" \
+    || fail "could not prepare the smoke's model store"
+[ -n "${SWAP_VERSION:-}" ] || fail "no second version to swap to"
+eval "$("$PY" docker/smoke/stack.py --repo "$REPO" --out "$WORK" --standin "$STANDIN_IMAGE" \
+    --store "$WORK/store")"
 COMPOSE_CMD=("$COMPOSE" -p "$PROJECT" -f "$WORK/docker-compose.yml")
 log "building mtrank:local (BuildKit) and mtrank-features:local (classic builder, via docker-compose)"
 DOCKER_BUILDKIT=1 "$DOCKER" build --network host --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \
@@ -150,6 +160,25 @@ assert user.pw_uid == 10001 and os.path.isdir(user.pw_dir) and os.access(user.pw
 "$DOCKER" run --rm --network host mtrank-features:local python -c 'import pyarrow' \
     || fail "the features image has no pyarrow"
 log "images: $("$DOCKER" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep mtrank | tr '\n' ' ')"
+# The issue measured 590 MB (pyarrow 170 MB of it, there only for the features loader); the budget
+# fails the smoke if the serving image grows back towards that.
+mb() { echo $(( $("$DOCKER" image inspect -f '{{.Size}}' "$1") / 1000000 )); }
+image_mb=$(mb mtrank:local)
+base_mb=$(mb "$BASE_IMAGE")
+venv_mb=$("$DOCKER" run --rm --network host mtrank:local du -sm /opt/venv | cut -f1)
+log "serving image ${image_mb} MB = $(awk "BEGIN {printf \"%.2f\", $image_mb / 590}") x the issue's 590 MB \
+(base ${base_mb} MB, /opt/venv ${venv_mb} MB); features image $(mb mtrank-features:local) MB"
+[ "$image_mb" -le "${MTRANK_SMOKE_IMAGE_BUDGET_MB:-450}" ] \
+    || fail "the serving image is ${image_mb} MB, over the ${MTRANK_SMOKE_IMAGE_BUDGET_MB:-450} MB budget"
+
+# --- 5a. the image on an EMPTY store with MTRANK_MODEL unset: alive, not ready, no restart loop ---------
+# (it used to exit 1 with a traceback, restarting forever under `restart: unless-stopped`)
+mkdir -m 755 "$WORK/empty-store"
+"$DOCKER" run -d --name mtrank-smoke-empty --network host --restart unless-stopped \
+    -v "$WORK/empty-store:/models:ro" mtrank:local \
+    python -m service serve --host 127.0.0.1 --port "$PORT_EMPTY" >/dev/null \
+    || fail "docker run of mtrank:local on an empty store"
+EMPTY_STARTED=$SECONDS
 
 # --- 5. the stack --------------------------------------------------------------------------------------
 export MTRANK_ADMIN_TOKEN="$ADMIN_TOKEN"
@@ -159,6 +188,20 @@ LB="http://127.0.0.1:$PORT_LB"
 PROM="http://127.0.0.1:$PORT_PROMETHEUS"
 probe() { PYTHONPATH="$REPO" "$PY" docker/smoke/probes.py "$@" || fail "probe $1"; }
 probe ready "http://127.0.0.1:$PORT_RANKER_1" "http://127.0.0.1:$PORT_RANKER_2"
+EMPTY="http://127.0.0.1:$PORT_EMPTY"
+probe not-ready "$EMPTY"
+sleep $(( EMPTY_STARTED + 20 - SECONDS > 0 ? EMPTY_STARTED + 20 - SECONDS : 0 ))
+empty_state() { "$DOCKER" inspect -f '{{.State.Status}} restarts={{.RestartCount}}' mtrank-smoke-empty; }
+[ "$(empty_state)" = "running restarts=0" ] \
+    || fail "the image on an empty store did not stay up: $(empty_state); $("$DOCKER" logs --tail 20 mtrank-smoke-empty 2>&1)"
+log "empty store, MTRANK_MODEL unset: up $(( SECONDS - EMPTY_STARTED )) s, $(empty_state), /healthz 200, /readyz 503"
+# a model published later is picked up without a restart
+cp -a "$REPO/models_store/demo" "$WORK/empty-stage" && mv "$WORK/empty-stage" "$WORK/empty-store/demo"
+probe ready "$EMPTY"
+[ "$(empty_state)" = "running restarts=0" ] || fail "restarted to pick up the model: $(empty_state)"
+"$DOCKER" logs mtrank-smoke-empty >"$WORK/empty.log" 2>&1
+probe json-logs "$WORK/empty.log"
+"$DOCKER" rm -f mtrank-smoke-empty >/dev/null
 probe rank "$LB"
 "${COMPOSE_CMD[@]}" run --rm features-loader >"$WORK/loader.log" 2>&1 \
     || fail "features-loader: $(tail -20 "$WORK/loader.log")"
@@ -171,6 +214,8 @@ log "load test through the load balancer (also the traffic the dashboard queries
 grep -q "errors by status: none" "$WORK/loadtest.log" || fail "loadtest errors: $(cat "$WORK/loadtest.log")"
 grep -E "^(offered|latency)" "$WORK/loadtest.log" | sed 's/^/   /'
 probe dashboard "$PROM"
+log "fleet-wide swap: an admin load of $SWAP_VERSION through nginx must reach both replicas"
+probe swap "$LB" "$PROM" "$SWAP_VERSION" "http://127.0.0.1:$PORT_RANKER_1" "http://127.0.0.1:$PORT_RANKER_2"
 for name in ranker-1 ranker-2; do
     "$DOCKER" logs "${PROJECT}_${name}_1" >"$WORK/$name.log" 2>&1
 done

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 import shlex
+import shutil
 import tomllib
 from collections.abc import Iterator
 from importlib import metadata
@@ -25,6 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from service.metrics import BulkHistogram, ServiceMetrics
+from service.model_store import ModelStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -405,6 +407,42 @@ def test_the_smoke_runs_every_service_but_grafana_on_loopback_ports(
         **compose["services"]["ranker-1"]["environment"],
         "MTRANK_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
     }
+    assert len(set(ports.values())) == len(ports)
+
+
+def test_the_smoke_mounts_its_own_store_read_only_in_both_rankers(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location("smoke_stack", DOCKER / "smoke" / "stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    store = tmp_path / "store"
+    stack.build(compose, ROOT, tmp_path, "standin", store=store)
+    generated = _yaml(tmp_path / "docker-compose.yml")["services"]
+    for name in ("ranker-1", "ranker-2"):
+        mounts = [v for v in generated[name]["volumes"] if v.split(":")[1] == "/models"]
+        assert mounts == [f"{store.resolve()}:/models:ro"], name
+
+
+def test_the_smoke_store_has_a_second_demo_version_readable_by_everyone(tmp_path: Path) -> None:
+    """Published under umask 077 and still readable by the image's uid 10001 (any other user)."""
+    spec = importlib.util.spec_from_file_location("smoke_store", DOCKER / "smoke" / "store.py")
+    assert spec is not None
+    assert spec.loader is not None
+    smoke_store = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke_store)
+    shutil.copytree(ROOT / "models_store" / "demo", tmp_path / "demo")
+    store = ModelStore(tmp_path)
+    serving = store.current("demo")
+    assert serving is not None
+    swap = smoke_store.second_version(store, "demo", serving)
+    assert store.versions("demo") == [serving, swap]
+    assert store.current("demo") == serving
+    assert store.verify("demo", swap).version == swap
+    files = [tmp_path, tmp_path / "demo", *(tmp_path / "demo" / swap).rglob("*")]
+    assert all(path.stat().st_mode & 0o004 for path in files)
 
 
 # --- Grafana dashboard ------------------------------------------------------------------------------------

@@ -6,12 +6,16 @@ python docker/smoke/probes.py store-hits LB_URL             # ids-only /rank ser
 python docker/smoke/probes.py scraped PROM_URL N            # N mtrank targets up in Prometheus
 python docker/smoke/probes.py dashboard PROM_URL            # every dashboard query returns a value
 python docker/smoke/probes.py json-logs FILE [FILE ...]     # every log line is one JSON object
+python docker/smoke/probes.py swap LB_URL PROM_URL VERSION URL [URL ...]
+    # an admin load through the LB reaches every replica (MTRANK_ADMIN_TOKEN from the environment)
+python docker/smoke/probes.py not-ready URL                 # alive, /readyz 503 with a reason
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +27,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "docker" / "grafana" / "dashboards" / "mtrank.json"
 TIMEOUT_S = 90.0
+# An admin load answers once the receiving replica switched; every other one follows within one Redis
+# message plus one load, or one poll (MTRANK_FLEET_POLL_SECONDS, 2 s) plus one load if it missed it.
+SWAP_BOUND_S = 10.0
 
 
 class ProbeError(Exception):
@@ -141,16 +148,104 @@ def dashboard(prom: str) -> None:
     _until(f"all {len(queries)} dashboard queries return a value", check)
 
 
+def _admin_headers() -> dict[str, str]:
+    token = os.environ.get("MTRANK_ADMIN_TOKEN")
+    if not token:
+        raise ProbeError("MTRANK_ADMIN_TOKEN is not set: the admin API is off")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def swap(lb: str, prom: str, version: str, *replicas: str) -> None:
+    """``POST /admin/models/load`` through the load balancer reaches every replica, not just one.
+
+    nginx sends the call to one replica; the others must follow through the recorded choice (Redis:
+    the rankers mount the store read-only). Each replica is asked directly, within ``SWAP_BOUND_S`` of
+    the admin answer: its ``/admin/models`` names ``version`` as what it serves and as the fleet's
+    choice, and a ``/rank`` sent to it is scored by ``version``; then Prometheus sees every replica's
+    ``mtrank_model_info`` on the new version (the dashboard's "Serving model" panel).
+    """
+    headers = _admin_headers()
+    before = [httpx.get(f"{url}/readyz", timeout=3).json()["model"]["version"] for url in replicas]
+    if version in before:
+        raise ProbeError(
+            f"{version} is served before the swap ({before}): the probe proves nothing"
+        )
+    started = time.monotonic()
+    response = httpx.post(
+        f"{lb}/admin/models/load", json={"version": version}, headers=headers, timeout=60
+    )
+    answered_at = time.monotonic()
+    answered = answered_at - started
+    if response.status_code != 200:
+        raise ProbeError(f"admin load through {lb}: {response.status_code} {response.text}")
+    change = response.json()
+    print(f"ok: admin load of {version} through the load balancer answered in {answered:.2f} s: "
+          f"recorded in {change.get('recorded_in')}")  # fmt: skip
+    if "redis" not in change.get("recorded_in", []):
+        raise ProbeError(f"the choice was not recorded in Redis, the only shared record: {change}")
+    body = _body("features")
+    for url in replicas:
+        seen: dict[str, Any] = {}
+
+        def check(url: str = url, seen: dict[str, Any] = seen) -> str | None:
+            models = httpx.get(f"{url}/admin/models", headers=headers, timeout=3).json()
+            active = (models.get("active") or {}).get("version")
+            chosen = (models.get("fleet") or {}).get("serving")
+            if active != version or chosen != version:
+                return f"serves {active}, fleet choice {chosen}"
+            scored_by = _rank(url, body)["model"]["version"]
+            if scored_by != version:
+                return f"/rank scored by {scored_by}"
+            seen["after"] = time.monotonic() - answered_at
+            return None
+
+        left = answered_at + SWAP_BOUND_S - time.monotonic()
+        _until(f"{url} serves {version}", check, timeout=max(left, 1.0))
+        if seen["after"] > SWAP_BOUND_S:
+            raise ProbeError(f"{url} switched {seen['after']:.2f} s after the admin answer")
+        print(f"   {url}: switched within {seen['after']:.2f} s of the admin answer "
+              f"(bound {SWAP_BOUND_S:g} s)")  # fmt: skip
+
+    def scraped_version() -> str | None:
+        series = _query(prom, 'mtrank_model_info{job="mtrank"} == 1')
+        versions = sorted(s["metric"]["version"] for s in series)
+        return None if versions == [version] * len(replicas) else f"model_info: {versions}"
+
+    _until(f"Prometheus sees all {len(replicas)} replicas on {version}", scraped_version)
+
+
+def not_ready(url: str) -> None:
+    """Alive (``/healthz`` 200) but not ready (``/readyz`` 503 saying why): nothing to serve yet."""
+
+    def check() -> str | None:
+        health = httpx.get(f"{url}/healthz", timeout=3)
+        if health.status_code != 200:
+            return f"/healthz {health.status_code}"
+        ready = httpx.get(f"{url}/readyz", timeout=3)
+        reason = ready.json().get("error", {}).get("message", "") if ready.content else ""
+        if ready.status_code != 503 or not reason:
+            return f"/readyz {ready.status_code} {ready.text!r}: expected 503 with a reason"
+        print(f"   /readyz 503: {reason}")
+        return None
+
+    _until(f"{url} is alive and not ready", check)
+
+
 def json_logs(*files: str) -> None:
+    """Every line is one JSON entry, uvicorn's among the service's, and none is a warning from
+    onnxruntime (its telemetry/home-directory complaint, the issue's "every start logs a warning")."""
     for name in files:
         lines = [line for line in Path(name).read_text().splitlines() if line.strip()]
         loggers = set()
         for line in lines:
             try:
-                loggers.add(json.loads(line)["logger"])
+                entry = json.loads(line)
+                loggers.add(entry["logger"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise ProbeError(f"{name}: a log line is not a JSON entry: {line!r}") from exc
-        if not {"uvicorn.error", "service.main"} <= loggers:
+            if entry.get("level") in {"WARNING", "ERROR"} and "onnxruntime" in line.lower():
+                raise ProbeError(f"{name}: onnxruntime complained: {line!r}")
+        if "uvicorn.error" not in loggers or not any(n.startswith("service.") for n in loggers):
             raise ProbeError(f"{name}: expected uvicorn's and the service's lines, saw {loggers}")
         print(f"ok: {name}: {len(lines)} log lines, all JSON (loggers: {sorted(loggers)})")
 
@@ -162,6 +257,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "scraped": scraped,
     "dashboard": dashboard,
     "json-logs": json_logs,
+    "swap": swap,
+    "not-ready": not_ready,
 }
 
 

@@ -10,9 +10,11 @@ environment, volumes, commands and dependencies, and changes only what the host 
   generated copies of docker/nginx.conf and docker/prometheus.yml);
 * third-party images become the Debian-built stand-in (`docker/smoke/standins.Dockerfile`); Grafana,
   which has none, is left out (the smoke runs its dashboard's queries against Prometheus instead);
-* relative host paths become absolute, so the file can live outside the repository.
+* relative host paths become absolute, so the file can live outside the repository;
+* with ``--store DIR`` the rankers mount that model store instead of ``./models_store`` (the smoke's
+  own copy, with a second version to swap to), still read-only.
 
-    python docker/smoke/stack.py --repo . --out DIR --standin IMAGE   # prints KEY=VALUE lines for the shell
+    python docker/smoke/stack.py --repo . --out DIR --standin IMAGE [--store DIR]   # KEY=VALUE lines
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any
 import yaml
 
 RANKERS = ("ranker-1", "ranker-2")
+ROLES = (*RANKERS, "lb", "redis", "prometheus", "empty")  # empty: the image on an empty store
 SERVICE_PORT = 8000
+STORE_MOUNT = "/models"
 
 
 def free_ports(count: int) -> list[int]:
@@ -62,9 +66,11 @@ def _absolute(volume: str, repo: Path) -> str:
     return volume
 
 
-def build(compose: dict[str, Any], repo: Path, out: Path, standin: str) -> dict[str, int]:
+def build(
+    compose: dict[str, Any], repo: Path, out: Path, standin: str, *, store: Path | None = None
+) -> dict[str, int]:
     """Write ``out``/docker-compose.yml, nginx.conf and prometheus.yml; the ports chosen, by role."""
-    ports = dict(zip((*RANKERS, "lb", "redis", "prometheus"), free_ports(6), strict=False))
+    ports = dict(zip(ROLES, free_ports(len(ROLES)), strict=True))
     hosts = {name: ports[name] for name in (*RANKERS, "redis")}
     services: dict[str, Any] = {}
     for name, spec in compose["services"].items():
@@ -87,6 +93,10 @@ def build(compose: dict[str, Any], repo: Path, out: Path, standin: str) -> dict[
         services[name] = service
     for name in RANKERS:
         port = ports[name]
+        if store is not None:
+            mounts = services[name]["volumes"]
+            mounts[:] = [v for v in mounts if v.split(":")[1] != STORE_MOUNT]
+            mounts.append(f"{store.resolve()}:{STORE_MOUNT}:ro")
         services[name]["command"] = [
             "python", "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
@@ -128,10 +138,11 @@ def main() -> int:
     parser.add_argument("--repo", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--standin", required=True, help="image with redis, prometheus, nginx")
+    parser.add_argument("--store", type=Path, help="model store the rankers mount (read-only)")
     args = parser.parse_args()
     repo = args.repo.resolve()
     compose = yaml.safe_load((repo / "docker-compose.yml").read_text())
-    ports = build(compose, repo, args.out.resolve(), args.standin)
+    ports = build(compose, repo, args.out.resolve(), args.standin, store=args.store)
     for role, port in ports.items():
         print(f"PORT_{role.upper().replace('-', '_')}={port}")
     return 0
