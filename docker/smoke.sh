@@ -94,9 +94,12 @@ command -v dockerd >/dev/null && [ -x "$DOCKER" ] || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} from Debian"
-    apt-get update -q >/dev/null || fail "apt-get update failed: Debian's mirror is needed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
-        || fail "apt-get install ${missing[*]} failed"
+    apt_log=$(mktemp /tmp/mtrank-smoke-apt.XXXXXX)
+    apt-get update -q >"$apt_log" 2>&1 \
+        || fail "apt-get update failed (Debian's mirror is needed): $(tail -5 "$apt_log"; rm -f "$apt_log")"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >"$apt_log" 2>&1 \
+        || fail "apt-get install ${missing[*]} failed: $(tail -20 "$apt_log"; rm -f "$apt_log")"
+    rm -f "$apt_log"
 fi
 
 # --- 2. a private daemon -----------------------------------------------------------------------------
@@ -231,10 +234,12 @@ if [ -n "${MTRANK_SMOKE_SWEEP:-}" ]; then
         --sweep "${MTRANK_SMOKE_SWEEP_RATES:-20,40,60,80,100,120,140,160,200}" --duration 15 --mode ids \
         --beyond 1 --out "$MTRANK_SMOKE_SWEEP/sweep" --title "/rank, ids only (features from Redis), \
 200 candidates median: one ranker process vs two replicas behind nginx" | sed 's/^/   /'
+    # the fleet serves $SWAP_VERSION since the swap probe: this swaps back to the committed version
     log "fixed-rate run against one ranker with a model swap at 10 s, into $MTRANK_SMOKE_SWEEP/swap"
     "$PY" -m service loadtest --url "http://127.0.0.1:$PORT_RANKER_1" --rate "${MTRANK_SMOKE_SWAP_RATE:-40}" \
-        --duration 25 --mode ids --swap-at 10 --out "$MTRANK_SMOKE_SWEEP/swap" \
-        --title "one ranker at 40 req/s, a model swap (reload of the served version) at 10 s" \
+        --duration 25 --mode ids --swap-at 10 --swap-version "$SERVING_VERSION" \
+        --out "$MTRANK_SMOKE_SWEEP/swap" \
+        --title "one ranker at 40 req/s, a model swap (to another version) at 10 s" \
         | sed 's/^/   /'
     uptime | sed 's/^/   load after:/'
 fi

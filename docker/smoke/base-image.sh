@@ -36,7 +36,9 @@ if [ ! -f "$tarball" ]; then
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
     chroot "$rootfs" /bin/sh -c "export DEBIAN_FRONTEND=noninteractive
         apt-get update -q && apt-get install -y -q --no-install-recommends $PACKAGES \
-        && update-ca-certificates && apt-get clean && rm -rf /var/lib/apt/lists/*" >/dev/null
+        && update-ca-certificates && apt-get clean && rm -rf /var/lib/apt/lists/*" >"$rootfs.log" 2>&1 \
+        || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
+    rm -f "$rootfs.log"
     rm -f "$rootfs"/usr/lib/python3.*/EXTERNALLY-MANAGED "$rootfs/etc/resolv.conf"
     ln -sf python3 "$rootfs/usr/bin/python"
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"

@@ -191,11 +191,14 @@ def swap(lb: str, prom: str, version: str, *replicas: str) -> None:
             models = httpx.get(f"{url}/admin/models", headers=headers, timeout=3).json()
             active = (models.get("active") or {}).get("version")
             chosen = (models.get("fleet") or {}).get("serving")
+            problem = None
             if active != version or chosen != version:
-                return f"serves {active}, fleet choice {chosen}"
-            scored_by = _rank(url, body)["model"]["version"]
-            if scored_by != version:
-                return f"/rank scored by {scored_by}"
+                problem = f"serves {active}, fleet choice {chosen}"
+            elif (scored_by := _rank(url, body)["model"]["version"]) != version:
+                problem = f"/rank scored by {scored_by}"
+            if problem is not None:
+                seen.setdefault("first", problem)
+                return problem
             seen["after"] = time.monotonic() - answered_at
             return None
 
@@ -204,7 +207,7 @@ def swap(lb: str, prom: str, version: str, *replicas: str) -> None:
         if seen["after"] > SWAP_BOUND_S:
             raise ProbeError(f"{url} switched {seen['after']:.2f} s after the admin answer")
         print(f"   {url}: switched within {seen['after']:.2f} s of the admin answer "
-              f"(bound {SWAP_BOUND_S:g} s)")  # fmt: skip
+              f"(bound {SWAP_BOUND_S:g} s; first look: {seen.get('first', 'already switched')})")  # fmt: skip
 
     def scraped_version() -> str | None:
         series = _query(prom, 'mtrank_model_info{job="mtrank"} == 1')
