@@ -206,7 +206,7 @@ def swap(lb: str, prom: str, version: str, *replicas: str) -> None:
         _until(f"{url} serves {version}", check, timeout=max(left, 1.0))
         if seen["after"] > SWAP_BOUND_S:
             raise ProbeError(f"{url} switched {seen['after']:.2f} s after the admin answer")
-        print(f"   {url}: switched within {seen['after']:.2f} s of the admin answer "
+        print(f"   {url}: confirmed {seen['after']:.2f} s after the admin answer, probe time included "
               f"(bound {SWAP_BOUND_S:g} s; first look: {seen.get('first', 'already switched')})")  # fmt: skip
 
     def scraped_version() -> str | None:
