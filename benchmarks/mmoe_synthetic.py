@@ -31,6 +31,7 @@ from tqdm import tqdm
 from service.contracts.tasks import TaskSpec
 from training.data.synthetic import generate_synthetic
 from training.models import ArchConfig, GroupLayout, InputLayout, MultiTaskRanker
+from training.train.progress import on_terminal
 
 TASKS = [TaskSpec(id="y1", type="regression"), TaskSpec(id="y2", type="regression")]
 PAPER_EXPERTS, PAPER_EXPERT_UNITS, PAPER_TOWER_UNITS = 8, 16, 8
@@ -282,7 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict[str, dict[str, object]]] = {}
     jobs = [(name, rho) for name in args.archs for rho in args.rhos]
     started = time.perf_counter()
-    with tqdm(total=len(jobs) * args.runs, desc="runs", unit="run") as bar:
+    with tqdm(
+        total=len(jobs) * args.runs, desc="runs", unit="run", disable=not on_terminal()
+    ) as bar:
         for name, rho in jobs:
             trains, tests, finals = [], [], []
             for run in range(args.runs):

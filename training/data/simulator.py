@@ -33,6 +33,7 @@ from training.data.datacard import DataCardAccumulator, write_data_card
 from training.data.dataset import DatasetConfig, EntityTable, EsmmPair
 from training.data.parquet_parts import ParquetSink
 from training.data.simulator_views import write_views
+from training.train.progress import wanted
 from training.data.simulator_world import (
     AGES,
     DEVICES,
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["DERIVED", "TASKS", "SimulatorConfig", "simulate", "simulator_spec"]
 
 CHUNK_ROWS = 100_000  # fixed: the chunking is part of the seeded output
-PROGRESS_ROWS = 500_000  # show a progress bar from this many rows on
+PROGRESS_ROWS = 500_000  # on a terminal, show a progress bar from this many rows on
 PART_ROWS = 1_000_000  # from this many rows on, impressions/ is a folder of parts of this size
 
 TASKS = [
@@ -166,7 +167,7 @@ def simulate(
         group="request_id" if config.request_size > 0 else None,
     )
     card = DataCardAccumulator(meta.name, TASKS)
-    show = config.rows >= PROGRESS_ROWS if progress is None else progress
+    show = wanted(progress) and (progress is not None or config.rows >= PROGRESS_ROWS)
     sink = ParquetSink(out / meta.impressions, part_rows)
     with sink, tqdm(total=config.rows, unit="rows", disable=not show, desc="impressions") as bar:
         for index, start in enumerate(range(0, config.rows, CHUNK_ROWS)):

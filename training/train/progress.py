@@ -16,9 +16,13 @@ def on_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def wanted(show: bool | None) -> bool:
+    """Whether to draw a bar: ``show`` as given, ``None``: only on a terminal."""
+    return on_terminal() if show is None else show
+
+
 def progress_bar(
     iterable: Iterable[T], *, show: bool | None, desc: str, leave: bool = False
 ) -> tqdm[T]:
     """A tqdm bar over ``iterable``; ``show=None``: only on a terminal (never in a log file)."""
-    visible = on_terminal() if show is None else show
-    return tqdm(iterable, desc=desc, disable=not visible, leave=leave, mininterval=0.5)
+    return tqdm(iterable, desc=desc, disable=not wanted(show), leave=leave, mininterval=0.5)

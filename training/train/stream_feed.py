@@ -39,6 +39,7 @@ from training.data.stream import ImpressionLog, Unit
 from training.train.arrays import TrainArrays, frame_columns, label_matrix, to_arrays
 from training.train.distributed import Distributed, Shard
 from training.train.feed import Batch, means_of, target_sums
+from training.train.progress import wanted
 
 logger = logging.getLogger(__name__)
 
@@ -112,15 +113,16 @@ def read_chunk(log: ImpressionLog, unit: Unit, dataset: Dataset) -> pd.DataFrame
     return frame
 
 
-def fit_pass(part: StreamPart, dist: Distributed, *, progress: bool = False) -> FitStats:
-    """Fit the spec on the part's rows in one read, each rank reading its share of units."""
+def fit_pass(part: StreamPart, dist: Distributed, *, progress: bool | None = False) -> FitStats:
+    """Fit the spec on the part's rows in one read, each rank reading its share of units
+    (``progress``: a bar on rank 0; None: only on a terminal)."""
     spec, tasks, log = part.dataset.spec, part.dataset.tasks, part.log
     fitter = SpecFitter(spec, max_rows=log.num_rows)
     sums, counts = torch.zeros(len(tasks), dtype=torch.float64), torch.zeros(len(tasks))
     counts = counts.double()
     table: dict[int, npt.NDArray[np.int64]] = {}
     mine = log.units[dist.rank :: dist.world]
-    show = bool(progress) and dist.is_main
+    show = wanted(progress) and dist.is_main
     for unit in tqdm(mine, desc="fitting", unit="row groups", disable=not show, leave=False):
         frame = read_chunk(log, unit, part.dataset)
         check_labels(frame, tasks, f"{unit.file} (row group {unit.row_group})")

@@ -138,7 +138,7 @@ def streamed_feed(
     logger.info(
         "streaming %d rows in %d row groups from %s", log.num_rows, len(log.units), log.path
     )
-    stats = fit_pass(parts.train, dist, progress=bool(progress))
+    stats = fit_pass(parts.train, dist, progress=progress)
     feed = StreamFeed(
         parts.train,
         parts.validation,
