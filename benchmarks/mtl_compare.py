@@ -185,7 +185,7 @@ def run_arch(plan: Plan, arch: str, seed: int, data_dir: Path, workdir: Path) ->
     if arch == GBDT:
         started = time.perf_counter()
         config = run_config(arch, seed, plan, [t.id for t in meta.tasks])
-        scored = gbdt_metrics(DataSources(data_dir), config.split_plan, seed)
+        scored = gbdt_metrics(DataSources(data_dir), config.split_plan, seed, config.threads)
         seconds = round(time.perf_counter() - started, 2)
         gbdt = {"model": "HistGradientBoosting", "split": config.split_plan.__dict__}
         return RunResult(arch, seed, seconds, scored, {}, gbdt)
