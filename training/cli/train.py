@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,17 @@ def _stopping(metrics: dict[str, Any]) -> str:
     )
 
 
+def _training_record(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``metrics.json`` when it records how training stopped (older runs may not)."""
+    path = run_dir / "metrics.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    keys = ("epochs_run", "best_epoch", "monitor", "stopped")
+    return record if isinstance(record, dict) and all(k in record for k in keys) else None
+
+
 def _summary(metrics: dict[str, Any]) -> str:
     parts = []
     for section in ("tasks", "derived"):
@@ -147,6 +159,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, KeyError) as exc:
         return _fail(str(exc))
     metrics = run.metrics
+    record = _training_record(args.run_dir)
+    if record is not None:
+        print(f"model: {_stopping(record)}")
     print(f"metrics on {metrics['rows']} {metrics['split']} rows of {metrics['data']}:")
     print(_summary(metrics))
     if "note" in metrics:

@@ -68,6 +68,9 @@ def test_validation_and_test_directories_give_test_metrics(
     assert metrics["validation"]["tasks"]["click"]["n"] == 130
     # evaluate on the run's own data scores the test rows again, into its own file
     assert main(["evaluate", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert f"model: 2 epochs (best epoch {metrics['best_epoch']} by validation mean auc" in printed
+    assert "metrics on 120 test rows" in printed
     again = json.loads((run / "evaluation.json").read_text())
     assert (again["split"], again["rows"]) == ("test", 120)
     assert again["tasks"]["click"]["auc"] == pytest.approx(metrics["test"]["tasks"]["click"]["auc"])
