@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = ModelRegistry(store, args.model)
     loaded = registry.load(args.version)
     body = request_body(store, args.model, loaded.version, args.candidates)
-    limits = BodyLimits(max_body_bytes=64 << 20, max_candidates=100_000, max_sequence_length=10_000)
+    limits = BodyLimits(max_candidates=100_000, max_sequence_length=10_000)
     ranker = Ranker(registry)
     rank_input = parse_rank_request(body, limits).input
     loop = asyncio.new_event_loop()

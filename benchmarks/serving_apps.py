@@ -43,7 +43,7 @@ from service.scoring.ranker import RankOutput, choose_fusion, score_request
 from service.scoring.registry import LoadedModel, ModelRegistry
 from service.scoring.topk import top_k
 
-LIMITS = BodyLimits(max_body_bytes=64 << 20, max_candidates=100_000, max_sequence_length=10_000)
+LIMITS = BodyLimits(max_candidates=100_000, max_sequence_length=10_000)
 USER_GROUPS = ("user_cat", "user_num", "user_seq")
 
 

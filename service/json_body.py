@@ -24,7 +24,9 @@ from service.schemas import ColumnarCandidates, RankRequest
 
 @dataclass(frozen=True)
 class BodyLimits:
-    max_body_bytes: int
+    """The limits checked while validating a body. Its size limit is not here: the front door
+    enforces it while receiving (``MTRANK_MAX_BODY_BYTES``), before a route runs."""
+
     max_candidates: int
     max_sequence_length: int
 

@@ -77,7 +77,6 @@ def create_app(
         metrics=service_metrics,
         limiter=ConcurrencyLimiter(settings.max_concurrency),
         limits=BodyLimits(
-            max_body_bytes=settings.max_body_bytes,
             max_candidates=settings.max_candidates,
             max_sequence_length=settings.max_sequence_length,
         ),

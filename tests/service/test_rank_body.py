@@ -23,7 +23,7 @@ from service.json_body import BodyLimits, parse_rank_request, validate_rank_requ
 from service.rank_body import ParsedRank, from_request, parse_fast
 from tests.service.api.test_bad_input import CASES, MARK, _columnar
 
-LIMITS = BodyLimits(max_body_bytes=1 << 20, max_candidates=50, max_sequence_length=40)
+LIMITS = BodyLimits(max_candidates=50, max_sequence_length=40)
 Body = dict[str, Any]
 
 

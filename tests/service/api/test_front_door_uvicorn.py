@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow  # starts a server process
 BODY_TIMEOUT = 1.5
 KEEP_ALIVE = 1
 MAX_CONCURRENCY = 4
+SLOW_CLIENTS = 64  # the reproduction: 64 bodies stuck after one byte made every /rank 503
 TOKEN = "front-door-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"content-type": "application/json"}
@@ -83,7 +84,7 @@ def test_slow_bodies_hold_no_rank_slot_and_get_408_at_the_deadline(
                     server.url, "/rank", headers={**JSON, "content-length": "100000"}, body=b"{"
                 )
             )
-            for _ in range(4 * MAX_CONCURRENCY)
+            for _ in range(SLOW_CLIENTS)
         ]
         served = httpx.post(f"{server.url}/rank", json=body, timeout=10)
         assert served.status_code == 200, served.text  # was 503: the slots were held

@@ -29,7 +29,7 @@ from tests.fixtures.published_model import PublishedModel, raw_items, raw_user
 from tests.service.api.conftest import AppClient
 
 N = 40
-LIMITS = BodyLimits(max_body_bytes=1 << 20, max_candidates=100, max_sequence_length=100)
+LIMITS = BodyLimits(max_candidates=100, max_sequence_length=100)
 
 
 def _body(columnar: bool) -> dict[str, Any]:
