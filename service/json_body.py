@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 
 from service.errors import InvalidInput, UnsupportedMediaType, from_validation_errors
@@ -113,26 +111,3 @@ def _check_sequences(features: dict[str, Any], prefix: str, max_length: int) -> 
                 "(MTRANK_MAX_SEQUENCE_LENGTH): send the most recent ones",
                 field=f"{prefix}.{name}",
             )
-
-
-def register_openapi_models(app: FastAPI, *models: type[BaseModel]) -> None:
-    """Add ``models`` to the OpenAPI components: bodies read raw are not seen by FastAPI's generator."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in models:
-                spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                for name, definition in spec.pop("$defs", {}).items():
-                    components.setdefault(name, definition)
-                components[model.__name__] = spec
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -24,11 +24,12 @@ from service.fleet.loader import Loader
 from service.fleet.metrics import FleetMetrics
 from service.front_door import FrontDoor
 from service.heap import freeze_heap
-from service.json_body import BodyLimits, register_openapi_models
+from service.json_body import BodyLimits
 from service.logging_config import configure_logging
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model_store import ModelStore
 from service.openapi import document_error_responses
+from service.request_schema import install_rank_schema
 from service.routers import admin, health, metrics, rank
 from service.schemas import RankRequest
 from service.scoring.ranker import Ranker
@@ -137,7 +138,7 @@ def create_app(
     app.add_middleware(DrainMiddleware, drain=drain)  # after SIGTERM: Connection: close on all
     for router in (rank.router, health.router, metrics.router, admin.router):
         app.include_router(router)
-    register_openapi_models(app, RankRequest)
+    install_rank_schema(app, settings, lambda: registry.active, RankRequest)
     document_error_responses(app)
     return app
 

@@ -5,15 +5,21 @@ behaviour sequence) or null. Booleans, NaN, Infinity and numbers past float rang
 pydantic's JSON parser accepts the last three by default, so floats carry ``allow_inf_nan=False``.
 Unions are tagged by a callable discriminator (tags like ``<float>``, which error paths leave out) so a
 wrong value gets one error naming its field, and validation stays in pydantic-core.
-Checks that depend on settings (sizes, uniqueness, column lengths) are in ``service/json_body.py``.
+An integer past int64 is a number, not an id; an integral float (``42.0``) is an integer where one
+is expected (``top_k``, sequence ids), as in JSON Schema, so the published schema and these models agree.
+Checks that depend on settings (sizes, uniqueness, column lengths) are in ``service/json_body.py``;
+the schema ``/openapi.json`` serves states them and the served model's rules
+(``service/request_schema.py``).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -28,8 +34,17 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 from service.contracts.fusion import FusionSpec
 
-FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+FLOAT_MAX = sys.float_info.max
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-FLOAT_MAX, le=FLOAT_MAX)]
 Int64 = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    """JSON Schema's ``integer`` includes 42.0: take it as 42 (4.2 stays a float and is refused)."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+IntegralInt64 = Annotated[Int64, BeforeValidator(_integral_float_as_int)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 
 
@@ -37,8 +52,8 @@ def _value_tag(value: Any) -> str | None:
     kind = type(value)  # exact types: bool is a subclass of int and must not pass as one
     if kind is str:
         return "<str>"
-    if kind is int:
-        return "<int>"
+    if kind is int:  # past int64 an integer is no id, but still a number (the schema's `number`)
+        return "<int>" if -(2**63) <= value < 2**63 else "<float>"
     if kind is float:
         return "<float>"
     if kind is list:
@@ -50,6 +65,8 @@ def _value_tag(value: Any) -> str | None:
 
 def _id_tag(value: Any) -> str | None:
     kind = type(value)
+    if kind is float and value.is_integer():  # 42.0 is the id 42, as JSON Schema's `integer` says
+        return "<int>"
     return "<str>" if kind is str else "<int>" if kind is int else None
 
 
@@ -68,7 +85,7 @@ class _OverlappingBranches:
 
 
 SequenceId = Annotated[
-    Annotated[StrictStr, Tag("<str>")] | Annotated[Int64, Tag("<int>")],
+    Annotated[StrictStr, Tag("<str>")] | Annotated[IntegralInt64, Tag("<int>")],
     Discriminator(
         _id_tag,
         custom_error_type="id_type",
@@ -206,9 +223,9 @@ class RankRequest(_Body):
     fusion_preset: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(
         None, description="a preset of the model's fusion.yaml; default: the model's default preset"
     )
-    top_k: Annotated[int, Field(strict=True, ge=1)] | None = Field(
-        None, description="return only the best k items"
-    )
+    top_k: (
+        Annotated[int, Field(strict=True, ge=1), BeforeValidator(_integral_float_as_int)] | None
+    ) = Field(None, description="return only the best k items")
     explain: StrictBool = Field(False, description="add stage timings and feature-store outcome")
 
     def candidate_ids(self) -> list[str]:

@@ -18,6 +18,7 @@ from service.errors import RankError
 from service.json_body import parse_rank_request, read_json_body
 from service.metrics import VERSION_STATE
 from service.rank_body import ParsedRank
+from service.request_schema import UNSTATED_RULES
 from service.schemas import EXAMPLE_COLUMNS, EXAMPLE_ROWS, RankResponse
 from service.scoring.ranker import RankOutput
 
@@ -27,7 +28,7 @@ router = APIRouter(tags=["rank"])
 
 # The body is read and validated by ``parse_rank_request`` (model_validate_json on the raw bytes), so
 # FastAPI does not parse it; the OpenAPI request body is declared here and the schema registered by
-# ``install_openapi_models`` in main.py.
+# ``install_rank_schema`` in main.py (with this process's limits and model).
 REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -45,7 +46,10 @@ REQUEST_BODY: dict[str, Any] = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "body is not JSON"},
     415: {"description": "content type is not JSON"},
-    422: {"description": "invalid value; `error.field` names it, e.g. `candidates[2].id`"},
+    422: {
+        "description": "invalid value; `error.field` names it, e.g. `candidates[2].id`. Besides "
+        "what the request schema states, the rules no JSON Schema can: " + "; ".join(UNSTATED_RULES)
+    },
     503: {"description": "not ready, or overloaded (with Retry-After)"},
 }
 

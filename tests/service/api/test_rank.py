@@ -136,6 +136,8 @@ def test_openapi_documents_the_rank_body_with_examples(client: AppClient) -> Non
     body = spec["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/RankRequest"}
     assert set(body["examples"]) == {"rows", "columnar"}
+    for example in body["examples"].values():  # the served model's own, so they are ranked
+        assert client.post("/rank", json=example["value"]).status_code == 200, example
     schemas = spec["components"]["schemas"]
     assert {"RankRequest", "RankResponse", "UserPart", "FusionSpec"} <= set(schemas)
     assert "user" in schemas["RankRequest"]["required"]

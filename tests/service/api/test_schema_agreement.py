@@ -1,8 +1,10 @@
 """The published request schema and the validator agree: what one refuses, the other refuses.
 
-Each body below is refused by ``/rank`` (422) for a rule that does not depend on the served model; the
-OpenAPI schema must refuse it too, so a client validating against ``/openapi.json`` learns of the rule
-before sending. And the body the service accepts must be schema-valid (integers included).
+Each body below is refused by ``/rank`` (422); the OpenAPI schema this process serves must refuse it
+too, so a client validating against ``/openapi.json`` learns of the rule before sending. That holds
+for the rules of the request model, of the settings (limits) and of the served version (feature
+names per side and kinds, objectives, presets). And the bodies the service accepts must be
+schema-valid (integers, integral floats, nulls for unknown names included).
 """
 
 from __future__ import annotations
@@ -14,17 +16,36 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from tests.service.api.conftest import AppClient
+from tests.service.api.conftest import ADMIN_TOKEN, AppClient, MakeApp
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 Body = dict[str, Any]
 
 
-@pytest.fixture
-def is_schema_valid(client: AppClient) -> Callable[[Body], bool]:
+def schema_validator(client: AppClient) -> Callable[[Body], bool]:
     doc = client.get("/openapi.json").json()
     schema = {"$ref": "#/components/schemas/RankRequest", "components": doc["components"]}
     validator = jsonschema_rs.Draft202012Validator(schema)
     return lambda body: bool(validator.is_valid(body))
+
+
+@pytest.fixture
+def is_schema_valid(client: AppClient) -> Callable[[Body], bool]:
+    return schema_validator(client)
+
+
+def _set(path: str, value: Any) -> Callable[[Body], None]:
+    """Set ``value`` at a dotted ``path`` (list indices as numbers), creating objects on the way."""
+
+    def mutate(body: Body) -> None:
+        *parents, last = path.split(".")
+        node: Any = body
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+        node[int(last) if last.isdigit() else last] = value
+
+    return mutate
 
 
 def _fusion(**spec: Any) -> Callable[[Body], None]:
@@ -48,7 +69,25 @@ REFUSED_BY_BOTH: list[tuple[str, Callable[[Body], None]]] = [
         _fusion(kind="power_product", terms={"click": {"weight": 1.0, "transform": "zscore"}}),
     ),
     ("duplicate_columnar_ids", lambda b: b.update(candidates={"ids": ["a", "b", "a"]})),
-]
+    # the settings' limits (the client fixture: 50 candidates, sequences of 40)
+    ("too_many_candidates", lambda b: b.update(candidates=[{"id": str(i)} for i in range(51)])),
+    ("too_many_columnar_ids", lambda b: b.update(candidates={"ids": [str(i) for i in range(51)]})),
+    ("sequence_over_the_limit", _set("user.features.history", ["i1"] * 41)),
+    # the served version's features, objectives and presets
+    ("unknown_user_feature", _set("user.features.colour", "red")),
+    ("unknown_user_feature_even_null", _set("user.features.colour", None)),
+    ("item_feature_sent_as_context", _set("context.item_price", 3.0)),
+    ("training_only_feature", _set("candidates.0.features.position", "1")),
+    ("unknown_columnar_column", lambda b: b.update(
+        candidates={"ids": ["a"], "features": {"colour": [None]}})),
+    ("string_for_a_numeric_feature", _set("candidates.0.features.item_price", "cheap")),
+    ("fraction_for_a_categorical_feature", _set("user.features.user_age", 2.5)),
+    ("id_past_int64_for_a_categorical_feature", _set("context.hour", 2**63)),
+    ("list_for_a_categorical_feature", _set("candidates.0.features.item_category", ["news"])),
+    ("scalar_for_a_sequence", _set("user.features.history", "i1")),
+    ("fusion_term_the_model_lacks", _fusion(terms={"likes": {"weight": 1.0}})),
+    ("fusion_preset_the_model_lacks", lambda b: b.update(fusion_preset="no-such-preset")),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -74,6 +113,35 @@ def test_bodies_the_service_ranks_are_schema_valid(
     with_integers["candidates"][0]["features"]["item_price"] = 12
     columnar = copy.deepcopy(example)
     columnar["candidates"] = {"ids": ["a", "b"], "features": {"item_price": [1, 2.5]}}
-    for body in (example, with_integers, columnar, {**example, "fusion_preset": "balanced"}):
-        assert client.post("/rank", json=body).status_code == 200
+    columnar["candidates"] = {"ids": ["a", "b"], "features": {"item_price": [1, None]}}
+    loose = copy.deepcopy(example)  # what JSON Schema's `integer` and `number` take
+    loose.update(top_k=2.0, context={"hour": 21.0})
+    loose["user"]["features"] = {"history": ["i1", 7, 8.0], "user_activity": 2**64}
+    loose["candidates"][1]["features"] = {"position": None, "item_price": None}  # null: not given
+    bodies = (example, with_integers, columnar, loose, {**example, "fusion_preset": "balanced"})
+    for body in bodies:
+        assert client.post("/rank", json=body).status_code == 200, body
         assert is_schema_valid(body), body
+
+
+def test_the_schema_follows_the_unknown_features_setting(make_app: MakeApp, example: Body) -> None:
+    body = copy.deepcopy(example)
+    body["user"]["features"]["colour"] = "red"
+    with AppClient(make_app(unknown_features="ignore")) as client:
+        assert client.post("/rank", json=body).status_code == 200
+        assert schema_validator(client)(body)
+
+
+def test_the_schema_follows_the_served_version(client: AppClient, model_name: str) -> None:
+    def served() -> str:
+        return str(
+            client.get("/openapi.json").json()["components"]["schemas"]["RankRequest"][
+                "description"
+            ]
+        )
+
+    versions = client.get("/admin/models", headers=ADMIN).json()["available"]
+    assert served().endswith(f"Served here: {model_name}/{versions[0]}.")
+    answer = client.post("/admin/models/load", json={"version": versions[1]}, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    assert served().endswith(f"Served here: {model_name}/{versions[1]}.")
