@@ -49,11 +49,11 @@ cleanup() {
     set +e
     trap - EXIT
     if [ -n "$DOCKERD_PID" ]; then
-        if [ -f "$WORK/docker-compose.yml" ]; then
-            "$COMPOSE" -p "$PROJECT" -f "$WORK/docker-compose.yml" --profile tools \
-                down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
-        fi
-        "$DOCKER" ps -aq 2>/dev/null | xargs -r "$DOCKER" rm -f >/dev/null 2>&1
+        # every container of this private daemon is the smoke's: removed at once (SIGKILL), with its
+        # anonymous volumes, rather than stopped level by level by docker-compose (15 s more)
+        "$DOCKER" ps -aq 2>/dev/null | xargs -r "$DOCKER" rm -f -v >/dev/null 2>&1
+        "$DOCKER" volume prune -f >/dev/null 2>&1
+        "$DOCKER" network prune -f >/dev/null 2>&1
         # images this run superseded; what it built (the classic builder's layer cache) stays, and
         # BuildKit's cache is bounded
         "$DOCKER" image prune -f --filter "until=$RUN_START" >/dev/null 2>&1
