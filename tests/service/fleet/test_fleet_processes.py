@@ -115,6 +115,68 @@ def test_a_load_reaches_the_other_process_by_message_and_by_pointer_watch_withou
         assert took < poll + 3.0
 
 
+ONLY_CLICK = {"default": "clicks", "presets": {"clicks": {"terms": {"click": {"weight": 1.0}}}}}
+
+
+def as_user(body: dict[str, Any], user: str) -> dict[str, Any]:
+    return {**body, "user": {**body["user"], "id": user}}
+
+
+def ranked(http: httpx.Client, body: dict[str, Any]) -> tuple[str, str]:
+    """(version, fusion preset) of one /rank answer."""
+    response = http.post("/rank", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    return answer["model"]["version"], answer["fusion"]["name"]
+
+
+def admin_post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(f"{url}/admin/models{path}", json=body, headers=AUTH, timeout=60)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_a_canary_and_replaced_presets_reach_every_process_and_late_starters(
+    store: Path,
+    published_store: PublishedModel,
+    private_redis: RedisServerProcess,
+    body: dict[str, Any],
+) -> None:
+    v1, v2 = published_store.versions
+    settings = env(store, published_store.model, MTRANK_REDIS_URL=private_redis.url)
+    first, second, late = (ServiceProcess(settings) for _ in range(3))
+    users = [f"user-{k}" for k in range(400)]
+    with service_processes(first, second, late):
+        started(first, second)
+        admin_post(first.url, "/canary", {"version": v2, "percent": 10})
+
+        def second_has_canary() -> bool:
+            me = httpx.get(f"{second.url}/admin/models", headers=AUTH).json()["processes"][0]
+            return bool(me["candidate"] and me["candidate"]["version"] == v2)
+
+        assert second.wait_until(second_has_canary, 10, "running the canary") < MESSAGE_BOUND
+        with httpx.Client(base_url=first.url, timeout=10) as http:
+            sides = {u: ranked(http, as_user(body, u))[0] for u in users}
+        share = 100 * sum(v == v2 for v in sides.values()) / len(users)
+        assert 3 <= share <= 20, share  # ±3 points over 2,000 users: tests/service/scoring
+        with httpx.Client(base_url=second.url, timeout=10) as http:
+            assert all(ranked(http, as_user(body, u))[0] == sides[u] for u in users[:100])
+
+        admin_post(second.url, "/fusion", {"version": v1, "fusion": ONLY_CLICK})
+        on_serving_side = as_user(body, next(u for u in users if sides[u] == v1))
+        with httpx.Client(base_url=first.url, timeout=10) as http:
+            took = first.wait_until(
+                lambda: ranked(http, on_serving_side) == (v1, "clicks"), 10, "using the presets"
+            )
+        assert took < MESSAGE_BOUND
+
+        late.start()  # started after both changes: reads them from the record
+        with httpx.Client(base_url=late.url, timeout=10) as http:
+            assert ranked(http, on_serving_side) == (v1, "clicks")
+            assert all(ranked(http, as_user(body, u))[0] == sides[u] for u in users[:100])
+
+
 def test_a_read_only_store_records_the_choice_in_redis_and_late_starters_follow_it(
     store: Path,
     published_store: PublishedModel,
