@@ -11,7 +11,8 @@ version every ``--swap-interval`` seconds), ``steady``, ``canary`` (a second ver
 ``--canary`` percent of users), ``steady``, ``shadow`` (``--shadow`` percent of requests scored
 again after the response). Canary and shadow are started before their phase and removed after it;
 requests sent meanwhile are not counted. Prints p50/p90/p99 per phase and the ratios against the
-steady phases of the same run, the server's RSS (one version, during swaps, two versions, after),
+steady phases of the same run, how long each swap took, the server's RSS (one version before any
+swap, during swaps, two versions, after everything was undone),
 checks every response names a version chosen at that time, and plots latency percentiles.
 """
 
@@ -58,6 +59,7 @@ class Results:
     unexpected: list[str] = field(default_factory=list)
     rss: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     swaps: int = 0
+    swap_seconds: list[float] = field(default_factory=list)  # each admin load, sent to answered
 
 
 def free_port() -> int:
@@ -159,6 +161,8 @@ class Bench:
     def sample_rss(self, pid: int) -> None:
         while not self.stop.is_set():
             name = self.phase.name
+            if name == "steady" and not self.results.swaps:
+                name = "before"  # one version, nothing swapped yet: the baseline footprint
             if name is not None:
                 with self.lock:
                     self.results.rss[name].append(rss_mib(pid))
@@ -204,7 +208,9 @@ def run_phases(bench: Bench, url: str, versions: list[str], serving: str) -> Non
         if name == "swap":
             target = other
             while time.monotonic() < ends:
+                sent = time.monotonic()
                 admin(url, "/admin/models/load", {"version": target})
+                bench.results.swap_seconds.append(time.monotonic() - sent)
                 bench.results.swaps += 1
                 serving, target = target, serving
                 time.sleep(args.swap_interval)
@@ -241,9 +247,21 @@ def report(results: Results) -> dict[str, dict[str, float]]:
     for name in ("swap", "canary", "shadow"):
         if name in summary and base:
             print(f"p99 {name} / steady: {summary[name]['p99_ms'] / base[99]:.2f}x")
+    if results.swap_seconds:
+        took = np.asarray(results.swap_seconds) * 1e3
+        print(f"a swap (admin load answered): median {np.median(took):.0f} ms, "
+              f"max {took.max():.0f} ms")  # fmt: skip
     print("\nserver RSS (MiB): " + ", ".join(
-        f"{name} {np.median(v):.0f} (max {max(v):.0f})" for name, v in results.rss.items() if v
+        f"{name} {np.median(v):.1f} (max {max(v):.1f})" for name, v in results.rss.items() if v
     ))  # fmt: skip
+    before, after = results.rss.get("before"), results.rss.get("after")
+    if before and after:
+        grew = np.median(after) - np.median(before)
+        peak = max(max(v) for v in results.rss.values() if v) - np.median(before)
+        print(
+            f"RSS after everything was undone - with one version before any swap: {grew:+.1f} MiB"
+            f" ({100 * grew / np.median(before):+.1f} %); peak above it: {peak:+.1f} MiB"
+        )
     for name, counts in results.versions.items():
         print(f"versions answered in {name}: {dict(counts)}")
     print(f"responses naming a version not chosen at that time: {len(results.unexpected)}")
@@ -353,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         rss = {k: float(np.median(v)) for k, v in bench.results.rss.items() if v}
-        Path(args.json).write_text(json.dumps({"latency": summary, "rss_mib": rss}, indent=2))
+        swap_ms = [round(s * 1e3, 1) for s in bench.results.swap_seconds]
+        figures = {"latency": summary, "rss_mib": rss, "swap_ms": swap_ms}
+        Path(args.json).write_text(json.dumps(figures, indent=2))
     failed = sum(n for s, n in bench.results.statuses.items() if s != "200")
     return 1 if failed or bench.results.unexpected else 0
 

@@ -6,11 +6,14 @@ this process before the change was recorded), and otherwise builds on the loader
 stays at most serving + one: an unwanted candidate is released before anything new is built. A
 failed build leaves the routing as it was, is retried with exponential backoff (a poll interval,
 doubling, at most a minute) and is reported as a problem, blocking readiness unless it only
-concerns a shadow.
+concerns a shadow. A second after a change, the loader thread hands the heap pages the replaced
+version freed back to the system (``heap.release_free_memory``), so RSS returns near one version's
+footprint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from service.errors import ModelLoadError
 from service.fleet.loader import Loader
 from service.fleet.metrics import FleetMetrics
 from service.fleet.state import CandidateState, FleetState
-from service.heap import refreeze_heap
+from service.heap import refreeze_heap, release_free_memory
 from service.metrics import ServiceMetrics
 from service.scoring.registry import LoadedModel, LoadStepError, ModelRegistry
 from service.scoring.routing import SHARE_SCALE, Routing, share_of
@@ -28,6 +31,7 @@ from service.scoring.routing import SHARE_SCALE, Routing, share_of
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
+RELEASE_DELAY_SECONDS = 1.0  # requests still scoring with a replaced version finish well before
 
 
 @dataclass
@@ -131,6 +135,9 @@ class Applier:
             if swap:
                 self.metrics.record_swap(ok=True)
             refreeze_heap()
+            asyncio.get_running_loop().call_later(
+                RELEASE_DELAY_SECONDS, self.loader.submit, release_free_memory
+            )
         return problems
 
     async def _apply_candidate(self, wanted: CandidateState | None, problems: Problems) -> bool:

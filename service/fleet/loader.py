@@ -14,6 +14,7 @@ at creation, threads that later serve requests) the loader keeps the normal prio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -71,6 +72,11 @@ class Loader:
         """Run ``fn(*args)`` on the loader thread and wait for it without blocking the loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args))
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        """Queue ``fn(*args)`` on the loader thread without waiting (ignored once shut down)."""
+        with contextlib.suppress(RuntimeError):
+            self._executor.submit(fn, *args)
 
     def pause(self) -> None:
         """Between load steps: give the interpreter lock and the CPU to serving threads."""

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
+import platform
+import sys
 import weakref
+from pathlib import Path
 
-from service.heap import freeze_heap, refreeze_heap
+import pytest
+
+from service.heap import freeze_heap, refreeze_heap, release_free_memory
 
 
 class Node:
@@ -43,3 +50,34 @@ def test_refreeze_does_not_walk_the_frozen_heap_again() -> None:
     finally:
         gc.unfreeze()
         gc.collect()
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="malloc_trim is glibc's",
+)
+def test_released_memory_goes_back_to_the_system() -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size, count = 32 * 1024, 1024  # 32 MiB in blocks below the mmap threshold: on the heap
+    blocks = [libc.malloc(size) for _ in range(count)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)
+    touched = _rss_mib()
+    for block in blocks[:-1]:  # the last block pins the heap's top: no automatic trim
+        libc.free(block)
+    freed = _rss_mib()
+    assert release_free_memory()
+    trimmed = _rss_mib()
+    libc.free(blocks[-1])
+    assert freed > touched - 8  # free() alone kept most pages
+    assert trimmed < freed - 16  # malloc_trim handed them back
