@@ -102,7 +102,9 @@ def test_swap_latency_smoke_compares_every_phase_with_steady_state(
     )  # fmt: skip
     for phase in ("swap", "canary", "shadow"):
         assert re.search(rf"^p99 {phase} / steady: [\d.]+x$", out, re.MULTILINE), out
-    assert re.search(r"^server RSS \(MiB\): steady \d+", out, re.MULTILINE), out
+    assert re.search(r"^server RSS \(MiB\): before [\d.]+ .*, after [\d.]+", out, re.M), out
+    assert re.search(r"^RSS after everything was undone .*: [+-][\d.]+ MiB", out, re.M), out
+    assert re.search(r"^a swap \(admin load answered\): median \d+ ms", out, re.M), out
     assert "responses naming a version not chosen at that time: 0" in out
     assert png.stat().st_size > 0
 
