@@ -4,6 +4,7 @@ fusion weights on some requests, report on the others, write what the admin API 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from service.main import create_app
 from service.model_store import ModelStore
 from service.settings import Settings
 from tests.fixtures.zoo import Zoo
-from tests.service.api.conftest import AppClient
+from tests.service.api.conftest import ADMIN_TOKEN, AppClient
 from training.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -82,3 +83,28 @@ def test_the_chosen_preset_ranks_through_rank_as_an_override(zoo: Zoo, searched:
         response = client.post("/rank", json=body)
     assert response.status_code == 200, response.text
     assert response.json()["fusion"]["name"] == "request"
+
+
+def test_the_written_admin_request_is_applied_by_the_admin_fusion_route(
+    zoo: Zoo, searched: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "store"  # the admin change is recorded in the store: a private copy
+    shutil.copytree(zoo.store, root)
+    store = ModelStore(root)
+    manifest = store.read_manifest("ltr", store.current("ltr") or "")
+    body = manifest.warmup[0].model_dump(mode="json", exclude_none=True)
+    admin = json.loads((searched / "admin_request.json").read_text(encoding="utf-8"))
+    settings = Settings(models_dir=root, model="ltr", log_format="text", inference_threads=1,
+                        admin_token=ADMIN_TOKEN)  # fmt: skip
+    with AppClient(create_app(settings, metrics_registry=CollectorRegistry())) as client:
+        before = client.post("/rank", json={**body, "fusion_preset": "searched"})
+        assert before.status_code == 422, before.text  # not a preset of the version yet
+        applied = client.post("/admin/models/fusion", json=admin,
+                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
+        assert applied.status_code == 200, applied.text
+        ranked = client.post("/rank", json={**body, "fusion_preset": "searched"})
+    assert ranked.status_code == 200, ranked.text
+    fusion = ranked.json()["fusion"]
+    assert fusion["name"] == "searched"
+    chosen = FusionConfig.load(searched / "fusion.yaml").presets["searched"]
+    assert set(fusion["spec"]["terms"]) == set(chosen.terms)

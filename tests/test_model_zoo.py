@@ -4,12 +4,17 @@ key), publishes through the split with the parity check, and records what it is.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from service.contracts.manifest import Manifest
+from service.main import create_app
 from service.model_store import ModelStore
+from service.settings import Settings
 from tests.fixtures.zoo import Zoo
+from tests.service.api.conftest import AppClient
 from training.train.checkpoint import build_model, load_run
 
 pytestmark = pytest.mark.slow
@@ -74,3 +79,36 @@ def test_pareto_weighting_records_per_step_weights_within_bounds(zoo: Zoo) -> No
     assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5)
     assert weights["click"] >= 0.3 - 1e-6
     assert min(weights.values()) >= 0.0
+
+
+# (published name, preset, view, --set items, epochs): every model above, as its test trains it
+SERVED = [
+    ("esm2", "esm2", "esm2.yaml", (), 1),
+    ("nmtr", "nmtr", "nmtr.yaml", (), 1),
+    ("ltr", "default", "ltr_weighted.yaml", ("losses.relevance=ranknet",), 1),
+    ("dupn", "dupn", "", (), 1),
+    ("deepmcp", "deepmcp", "", (), 1),
+    ("pareto", "pareto", "", ("weighting.bounds.click=0.3",), 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "preset", "view", "sets", "epochs"), SERVED, ids=[s[0] for s in SERVED]
+)
+def test_every_zoo_model_ranks_through_rank_with_all_its_objectives(
+    zoo: Zoo, name: str, preset: str, view: str, sets: tuple[str, ...], epochs: int
+) -> None:
+    zoo.run(name, preset, view, *sets, epochs=epochs)
+    m = manifest(zoo, name)
+    body = m.warmup[0].model_dump(mode="json", exclude_none=True)
+    settings = Settings(models_dir=zoo.store, model=name, log_format="text", inference_threads=1)
+    with AppClient(create_app(settings, metrics_registry=CollectorRegistry())) as client:
+        response = client.post("/rank", json=body)
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    assert [i["rank"] for i in items] == list(range(1, len(body["candidates"]) + 1))
+    for item in items:
+        assert list(item["objectives"]) == m.objective_ids()
+        assert all(math.isfinite(v) for v in item["objectives"].values())
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True)
