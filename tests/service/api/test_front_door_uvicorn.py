@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow  # starts a server process
 BODY_TIMEOUT = 1.5
 KEEP_ALIVE = 1
 MAX_CONCURRENCY = 4
+MAX_CONNECTIONS = 8
 SLOW_CLIENTS = 64  # the issue's reproduction: 64 bodies stuck after one byte made every /rank 503
 TOKEN = "front-door-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -217,15 +218,24 @@ def test_an_endless_request_head_gets_431(server: Server) -> None:
     assert answer.json()["error"]["code"] == "request_head_too_large"
 
 
-def test_serve_command_closes_idle_connections_after_the_keep_alive_setting(
+def test_serve_command_closes_idle_connections_and_bounds_them_in_total(
     published_store: PublishedModel,
 ) -> None:
+    """Idle connections past ``MTRANK_MAX_CONNECTIONS`` get new requests a 503 (the documented
+    bound), and ``MTRANK_KEEP_ALIVE_SECONDS`` closes them, so they cannot starve others for long."""
     env = {
         "MTRANK_MODELS_DIR": str(published_store.store_dir),
         "MTRANK_MODEL": published_store.model,
-        "MTRANK_KEEP_ALIVE_SECONDS": "1",
+        "MTRANK_KEEP_ALIVE_SECONDS": "2",
+        "MTRANK_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "MTRANK_INFERENCE_THREADS": "1",
     }
-    with running_service(env, entry="serve") as url, connect(url, b"GET /heal") as slow_head:
+    with running_service(env, entry="serve") as url, ExitStack() as stack:
         assert httpx.get(f"{url}/healthz").status_code == 200
-        assert closed_by_server(slow_head, timeout=6)
+        idle = [stack.enter_context(connect(url)) for _ in range(MAX_CONNECTIONS - 1)]
+        idle.append(stack.enter_context(connect(url, b"GET /heal")))  # a head never finished
+        crowded = [httpx.get(f"{url}/healthz").status_code for _ in range(3)]
+        assert 503 in crowded, crowded  # the server counts its connections, not the kernel's
+        for sock in idle:
+            assert closed_by_server(sock, timeout=8)
+        assert httpx.get(f"{url}/healthz").status_code == 200
