@@ -9,8 +9,9 @@ For each size it generates the simulator's data set (once, kept in ``--work``), 
 ``--preset`` with ``python -m training train`` (``torchrun`` for ``--ranks`` > 1) as a child process,
 and records the wall time, the child's peak RSS (``wait4``), the log's size on disk, the click and
 ctcvr AUC (on the run's test rows when it holds some out, e.g. ``--set val_fraction=0.1 --set
-test_fraction=0.1``, else on its validation rows), the data card's Bayes-optimal AUCs and the share
-of the attainable click lift over chance, ``(AUC - 0.5) / (Bayes - 0.5)``. Results accumulate in
+test_fraction=0.1``, else on its validation rows), the data card's Bayes-optimal AUCs (with the
+display position, and ``served``: without it, as the model is scored) and the share of the attainable
+click lift over chance, ``(AUC - 0.5) / (Bayes - 0.5)``, against each. Results accumulate in
 ``OUT/results.json`` (one entry per rows x ranks x epochs); ``OUT/scale_rows.png`` plots them.
 Cost per million rows = core-seconds (wall x ranks) per million training rows per epoch, and in
 dollars at ``--core-hour-usd`` (an assumed on-demand price, stated in the output).
@@ -77,10 +78,15 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
     train_rows = metrics["rows"]["train"]
     epochs = len(metrics["history"])
     core_seconds = seconds * args.ranks
+    click, ctcvr = card["tasks"]["click"], card.get("derived", {}).get("ctcvr", {})
     return {
         "rows": rows,
         "ranks": args.ranks,
+        "overrides": args.set,
         "epochs": epochs,
+        "best_epoch": metrics.get("best_epoch"),
+        "stopped": metrics.get("stopped"),
+        "val_click_auc_per_epoch": [h["val"]["tasks"]["click"]["auc"] for h in metrics["history"]],
         "streamed": "mode: always" in config,
         "log_bytes": _size(data / ("impressions" if (data / "impressions").is_dir() else "")),
         "wall_seconds": round(seconds, 1),
@@ -88,11 +94,14 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
         "split": metrics["split"],  # "test" when the run held test rows out
         "click_auc": metrics["tasks"]["click"]["auc"],
         "ctcvr_auc": metrics["derived"]["ctcvr"]["auc"],
-        "bayes_click_auc": card["tasks"]["click"].get("bayes_auc"),
-        "click_lift_share": lift_share(
-            metrics["tasks"]["click"]["auc"], card["tasks"]["click"].get("bayes_auc")
+        "bayes_click_auc": click.get("bayes_auc"),
+        "served_bayes_click_auc": click.get("served_bayes_auc"),
+        "click_lift_share": lift_share(metrics["tasks"]["click"]["auc"], click.get("bayes_auc")),
+        "served_click_lift_share": lift_share(
+            metrics["tasks"]["click"]["auc"], click.get("served_bayes_auc")
         ),
-        "bayes_ctcvr_auc": card.get("derived", {}).get("ctcvr", {}).get("bayes_auc"),
+        "bayes_ctcvr_auc": ctcvr.get("bayes_auc"),
+        "served_bayes_ctcvr_auc": ctcvr.get("served_bayes_auc"),
         "core_seconds_per_million_row_epochs": round(core_seconds / (train_rows * epochs / 1e6), 1),
         "epoch_seconds": [h["seconds"] for h in metrics["history"]],
         "load_average": os.getloadavg()[0],
@@ -107,7 +116,7 @@ def lift_share(auc: float | None, bayes: float | None) -> float | None:
 
 
 def _key(entry: dict[str, Any]) -> str:
-    return f"{entry['rows']}-r{entry['ranks']}-e{entry['epochs']}"
+    return f"{entry['rows']}-r{entry['ranks']}-e{entry['epochs']}-{entry.get('overrides', [])}"
 
 
 def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
@@ -123,6 +132,9 @@ def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
         axes[0].plot(rows, [r[f"{name}_auc"] for r in single], "o-", c=colour, label=f"{name} AUC")
         bayes = [r[f"bayes_{name}_auc"] for r in single]
         axes[0].plot(rows, bayes, "--", c=colour, label=f"{name} Bayes-optimal")
+        served = [r.get(f"served_bayes_{name}_auc") for r in single]
+        if all(s is not None for s in served):
+            axes[0].plot(rows, served, ":", c=colour, label=f"{name} Bayes without position")
     for r in single:  # the epoch budget behind each point
         axes[0].annotate(f"{r['epochs']} ep", (r["rows"], r["click_auc"]), fontsize=7, xytext=(3, -9),
                          textcoords="offset points")  # fmt: skip

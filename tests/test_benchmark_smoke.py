@@ -169,6 +169,10 @@ def test_scale_rows_generates_trains_and_reports_auc_against_bayes(tmp_path: Pat
     assert entry["split"] == "validation"  # no test rows unless asked (--set test_fraction=...)
     share = (entry["click_auc"] - 0.5) / (entry["bayes_click_auc"] - 0.5)
     assert entry["click_lift_share"] == pytest.approx(share)
+    assert 0.5 <= entry["served_bayes_click_auc"] < entry["bayes_click_auc"]  # position unseen
+    served = (entry["click_auc"] - 0.5) / (entry["served_bayes_click_auc"] - 0.5)
+    assert entry["served_click_lift_share"] == pytest.approx(served)
+    assert len(entry["val_click_auc_per_epoch"]) == entry["epochs"] == 1
 
 
 def test_big_item_table_serves_both_tables_and_reports_ratios(

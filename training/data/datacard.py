@@ -4,7 +4,10 @@ Rates are computed per task within its sample space (a row counts for ``convert`
 ``click`` label is 1, as in the PLE paper's per-task sample spaces). Label correlations are Pearson
 correlations between label columns over all rows. When the generator knows the true probability of a
 binary label (the simulator does), the card also states the Bayes-optimal AUC: the AUC of the true
-probabilities against the sampled labels, the ceiling any model can reach on that data.
+probabilities against the sampled labels, the ceiling any model can reach on that data. When the
+generator also knows the true probability marginalised over the training-only features (the display
+position, which a served model never sees), the card states that AUC as ``served_bayes_auc``: the
+ceiling of a model scored as it is served (mtrank evaluates without the position tower).
 
 The accumulator consumes the data in chunks, so a 10M-row simulator run never holds more than the
 true click probabilities (4 bytes a row) besides one chunk.
@@ -69,15 +72,20 @@ class DataCardAccumulator:
         self._true_labels: dict[str, list[npt.NDArray[np.bool_]]] = {}
         self._derived_probs: dict[str, list[npt.NDArray[np.float32]]] = {}
         self._derived_labels: dict[str, list[npt.NDArray[np.bool_]]] = {}
+        self._served_probs: dict[str, list[npt.NDArray[np.float32]]] = {}
+        self._served_labels: dict[str, list[npt.NDArray[np.bool_]]] = {}
 
     def update(
         self,
         labels: Mapping[str, npt.ArrayLike],
         true_probabilities: Mapping[str, npt.ArrayLike] | None = None,
         derived: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]] | None = None,
+        served: Mapping[str, npt.ArrayLike] | None = None,
     ) -> None:
-        """Add one chunk: a label column per task, and optionally true probabilities per binary task
-        and (true probability, label) of derived objectives over all rows (ESMM's ctcvr)."""
+        """Add one chunk: a label column per task, and optionally true probabilities per binary task,
+        (true probability, label) of derived objectives over all rows (ESMM's ctcvr), and ``served``:
+        per binary task or derived objective of this chunk, the true probability marginalised over
+        the training-only features (what a position-blind model could know at best)."""
         missing = [i for i in self._ids if i not in labels]
         if missing:
             raise ValueError(f"label columns {missing} are missing from the chunk")
@@ -103,6 +111,25 @@ class DataCardAccumulator:
         for name, (probs, outcome) in (derived or {}).items():
             self._derived_probs.setdefault(name, []).append(np.asarray(probs, dtype=np.float32))
             self._derived_labels.setdefault(name, []).append(np.asarray(outcome) > 0.5)
+        for name, probs in (served or {}).items():
+            if name in self._ids:
+                task = self.tasks[self._ids.index(name)]
+                in_space = self._space(task, labels)
+                y = np.asarray(labels[name])[in_space] > 0.5
+            elif name in (derived or {}):
+                in_space, y = slice(None), np.asarray((derived or {})[name][1]) > 0.5
+            else:
+                raise ValueError(
+                    f"served probabilities given for {name!r}: no such task or derived"
+                )
+            p_served = np.asarray(probs, dtype=np.float32)[in_space]
+            self._served_probs.setdefault(name, []).append(p_served)
+            self._served_labels.setdefault(name, []).append(y)
+
+    def _served_auc(self, name: str) -> float | None:
+        return _finite(
+            auc(np.concatenate(self._served_probs[name]), np.concatenate(self._served_labels[name]))
+        )
 
     @staticmethod
     def _space(task: TaskSpec, labels: Mapping[str, npt.ArrayLike]) -> npt.NDArray[np.bool_]:
@@ -128,6 +155,8 @@ class DataCardAccumulator:
                 p = np.concatenate(self._true_probs[task.id])
                 y = np.concatenate(self._true_labels[task.id])
                 entry["bayes_auc"] = _finite(auc(p, y))
+            if task.id in self._served_probs:
+                entry["served_bayes_auc"] = self._served_auc(task.id)
             tasks[task.id] = entry
         card: dict[str, Any] = {
             "name": self.name,
@@ -144,6 +173,9 @@ class DataCardAccumulator:
                 }
                 for name, probs in self._derived_probs.items()
             }
+            for name, entry in card["derived"].items():
+                if name in self._served_probs:
+                    entry["served_bayes_auc"] = self._served_auc(name)
         card.update(extra or {})
         return card
 

@@ -12,7 +12,9 @@ further down the feed (YouTube "Watch Next", seed 000), hence the training-only 
 Intercepts are calibrated on a pilot sample so rates land near real feeds (click ~7% of impressions,
 convert ~3.5% of clicks), and the click score is rescaled to a fixed spread so the Bayes-optimal click
 AUC (from the true click probabilities, stated in the data card) stays about 0.82-0.85: learnable
-(a small MMoE reaches 0.72-0.76 on 50k rows) but not trivial.
+(a small MMoE reaches 0.72-0.76 on 50k rows) but not trivial. The card's ``served_bayes_auc`` is
+the ceiling without the display position (true probabilities averaged over positions): the
+position-bias tower is training-only, so a served or evaluated model is scored without it.
 Rows are generated in fixed-size chunks from per-chunk seeds, so the output depends on the seed only.
 """
 
@@ -176,7 +178,11 @@ def simulate(
             chunk = simulate_chunk(world, config, intercepts, rng, n)
             sink.write(_impressions(world, chunk))
             ctcvr = (chunk.click_p * chunk.convert_p, chunk.labels["convert"])  # click x convert
-            card.update(chunk.labels, {"click": chunk.click_p}, {"ctcvr": ctcvr})
+            served = {
+                "click": chunk.click_p_served,
+                "ctcvr": chunk.click_p_served * chunk.convert_p,
+            }
+            card.update(chunk.labels, {"click": chunk.click_p}, {"ctcvr": ctcvr}, served)
             bar.update(n)
     simulator_spec(n_users, n_items, config.history_length).dump(out / meta.feature_spec)
     meta.dump(out)

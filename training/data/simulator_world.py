@@ -216,6 +216,9 @@ class Chunk:
     device: Ints
     position: Ints
     click_p: Floats  # the true click probabilities
+    # The true click probabilities averaged over the display positions a row could have been shown
+    # at: the best a model that never sees the position (a served model) can know.
+    click_p_served: Floats
     convert_p: Floats  # the true conversion probabilities given a click
     labels: dict[str, npt.NDArray[np.float32]]
     request: Ints | None = None  # request id of each row (request_size > 0)
@@ -332,6 +335,15 @@ def simulate_chunk(
     u, i, hour, device, position = _draw(world, config, rng, n)
     z = _logits(world, u, i, hour, device, position)
     p_click = _sigmoid(b.click_scale * z["click"] + b.click)
+    unplaced = z["click"] + CLICK_POSITION * np.log1p(position)  # the score without its position
+    shown = range(config.request_size or N_POSITIONS)  # positions a row is shown at, equally likely
+    p_served = np.mean(
+        [
+            _sigmoid(b.click_scale * (unplaced - CLICK_POSITION * np.log1p(k)) + b.click)
+            for k in shown
+        ],
+        axis=0,
+    )
     click = rng.random(n) < p_click
     p_convert = _sigmoid(z["convert"] + b.convert)
     convert = click & (rng.random(n) < p_convert)
@@ -355,4 +367,4 @@ def simulate_chunk(
     if config.request_size > 0:  # random 62-bit ids: unique whatever the chunking
         ids = rng.integers(0, 2**62, -(-n // config.request_size))
         request = np.repeat(ids, config.request_size)[:n]
-    return Chunk(u, i, hour, device, position, p_click, p_convert, labels, request)
+    return Chunk(u, i, hour, device, position, p_click, p_served, p_convert, labels, request)

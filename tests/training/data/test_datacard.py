@@ -73,6 +73,34 @@ def test_chunked_updates_give_the_same_card_as_one_update() -> None:
     assert "bayes_auc" in whole.card()["tasks"]["click"]
 
 
+def test_served_ceilings_are_aucs_within_each_sample_space_and_chunk_invariant() -> None:
+    labels = _labels(900, 4)
+    rng = np.random.default_rng(5)
+    blind, convert_blind, ctcvr = rng.random(900), rng.random(900), rng.random(900)
+    outcome = labels["click"] * labels["convert"]
+    served = {"click": blind, "convert": convert_blind, "ctcvr": ctcvr}
+    whole = DataCardAccumulator("t", TASKS)
+    whole.update(labels, {"click": blind}, {"ctcvr": (ctcvr, outcome)}, served)
+    card = whole.card()
+    assert card["tasks"]["click"]["served_bayes_auc"] == pytest.approx(auc(blind, labels["click"]))
+    clicked = labels["click"] == 1  # convert's ceiling counts clicked rows only
+    assert card["tasks"]["convert"]["served_bayes_auc"] == pytest.approx(
+        auc(convert_blind[clicked], labels["convert"][clicked])
+    )
+    assert card["derived"]["ctcvr"]["served_bayes_auc"] == pytest.approx(auc(ctcvr, outcome))
+    chunked = DataCardAccumulator("t", TASKS)
+    for part in (slice(0, 300), slice(300, 900)):
+        chunked.update(
+            {k: v[part] for k, v in labels.items()},
+            {"click": blind[part]},
+            {"ctcvr": (ctcvr[part], outcome[part])},
+            {k: v[part] for k, v in served.items()},
+        )
+    assert chunked.card() == card
+    with pytest.raises(ValueError, match="served probabilities given for 'ctr'"):
+        whole.update(labels, served={"ctr": blind})
+
+
 def test_undefined_statistics_are_written_as_null() -> None:
     acc = DataCardAccumulator("t", TASKS)
     acc.update({"click": np.zeros(5), "convert": np.zeros(5), "watch": np.zeros(5)})
