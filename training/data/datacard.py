@@ -117,7 +117,8 @@ class DataCardAccumulator:
                 in_space = self._space(task, labels)
                 y = np.asarray(labels[name])[in_space] > 0.5
             elif name in (derived or {}):
-                in_space, y = slice(None), np.asarray((derived or {})[name][1]) > 0.5
+                y = np.asarray((derived or {})[name][1]) > 0.5
+                in_space = np.ones(y.shape[0], dtype=bool)  # a derived objective: every row
             else:
                 raise ValueError(
                     f"served probabilities given for {name!r}: no such task or derived"
