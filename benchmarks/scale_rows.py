@@ -7,14 +7,16 @@
 
 For each size it generates the simulator's data set (once, kept in ``--work``), trains
 ``--preset`` with ``python -m training train`` (``torchrun`` for ``--ranks`` > 1) as a child process,
-and records the wall time, the child's peak RSS (``wait4``), the log's size on disk, the click and
+and records the wall time, the CPU time and peak RSS of the child and its descendants (``wait4``), the
+log's size on disk, the click and
 ctcvr AUC (on the run's test rows when it holds some out, e.g. ``--set val_fraction=0.1 --set
 test_fraction=0.1``, else on its validation rows), the data card's Bayes-optimal AUCs (with the
 display position, and ``served``: without it, as the model is scored) and the share of the attainable
 click lift over chance, ``(AUC - 0.5) / (Bayes - 0.5)``, against each. Results accumulate in
 ``OUT/results.json`` (one entry per rows x ranks x epochs); ``OUT/scale_rows.png`` plots them.
-Cost per million rows = core-seconds (wall x ranks) per million training rows per epoch, and in
-dollars at ``--core-hour-usd`` (an assumed on-demand price, stated in the output).
+Cost per million rows = core-seconds (the CPU time the training used, all ranks, user + system) per
+million training rows per epoch, and in dollars at ``--core-hour-usd`` (an assumed on-demand price,
+stated in the plot). CPU time, unlike wall time, does not grow when other jobs share the machine.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from typing import Any
 OUT = Path("docs/benchmarks/scale")
 
 
-def _run(command: list[str], log: Path) -> tuple[float, float]:
-    """Run a child; (wall seconds, peak RSS in MiB of it and its waited-for descendants)."""
+def _run(command: list[str], log: Path) -> tuple[float, float, float]:
+    """Run a child; (wall seconds, CPU seconds, peak RSS in MiB) of it and its waited-for
+    descendants."""
     started = time.perf_counter()
     with log.open("w") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -42,7 +45,8 @@ def _run(command: list[str], log: Path) -> tuple[float, float]:
     if child.returncode != 0:
         tail = log.read_text()[-3000:]
         raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{tail}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024.0
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - started, cpu, usage.ru_maxrss / 1024.0
 
 
 def _size(path: Path) -> int:
@@ -57,7 +61,9 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
     if not (data / "data_card.json").is_file():
         shutil.rmtree(data, ignore_errors=True)
         command = [python, "-m", "training", "generate", "simulator", "--rows", str(rows)]
-        seconds, _ = _run([*command, "--out", str(data), "--no-progress"], work / f"gen-{rows}.log")
+        seconds, _, _ = _run(
+            [*command, "--out", str(data), "--no-progress"], work / f"gen-{rows}.log"
+        )
         print(f"generated {rows:,} rows in {seconds:.0f} s")
     run = work / f"run-{rows}-r{args.ranks}-e{args.epochs or 'preset'}"
     train = ["-m", "training", "train", "--preset", args.preset, "--data", str(data)]
@@ -71,13 +77,12 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
         command = [torchrun, "--nproc_per_node", str(args.ranks), *train]
     else:
         command = [python, *train]
-    seconds, rss = _run(command, work / f"{run.name}.log")
+    seconds, cpu_seconds, rss = _run(command, work / f"{run.name}.log")
     metrics = json.loads((run / "metrics.json").read_text())
     card = json.loads((data / "data_card.json").read_text())
     config = (run / "config.yaml").read_text()
     train_rows = metrics["rows"]["train"]
     epochs = len(metrics["history"])
-    core_seconds = seconds * args.ranks
     click, ctcvr = card["tasks"]["click"], card.get("derived", {}).get("ctcvr", {})
     return {
         "rows": rows,
@@ -90,6 +95,7 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
         "streamed": "mode: always" in config,
         "log_bytes": _size(data / ("impressions" if (data / "impressions").is_dir() else "")),
         "wall_seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
         "peak_rss_mib": round(rss, 1),
         "split": metrics["split"],  # "test" when the run held test rows out
         "click_auc": metrics["tasks"]["click"]["auc"],
@@ -102,7 +108,7 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
         ),
         "bayes_ctcvr_auc": ctcvr.get("bayes_auc"),
         "served_bayes_ctcvr_auc": ctcvr.get("served_bayes_auc"),
-        "core_seconds_per_million_row_epochs": round(core_seconds / (train_rows * epochs / 1e6), 1),
+        "core_seconds_per_million_row_epochs": round(cpu_seconds / (train_rows * epochs / 1e6), 1),
         "epoch_seconds": [h["seconds"] for h in metrics["history"]],
         "load_average": os.getloadavg()[0],
     }
@@ -119,43 +125,62 @@ def _key(entry: dict[str, Any]) -> str:
     return f"{entry['rows']}-r{entry['ranks']}-e{entry['epochs']}-{entry.get('overrides', [])}"
 
 
+def _setting(entry: dict[str, Any]) -> str:
+    """The entry's overrides besides the split fractions: which configuration a curve is."""
+    kept = [o for o in entry.get("overrides", []) if not o.split("=")[0].endswith("_fraction")]
+    return ", ".join(kept) or "preset as shipped"
+
+
 def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    single = sorted((r for r in results if r["ranks"] == 1), key=lambda r: r["rows"])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    rows = [r["rows"] for r in single]
+    by_rows = sorted(results, key=lambda r: r["rows"])
+    single = [r for r in by_rows if r["ranks"] == 1]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    ceilings = {r["rows"]: r for r in single}  # one data set per size: the same ceilings
+    sizes = sorted(ceilings)
     for name, colour in (("click", "tab:blue"), ("ctcvr", "tab:orange")):
-        axes[0].plot(rows, [r[f"{name}_auc"] for r in single], "o-", c=colour, label=f"{name} AUC")
-        bayes = [r[f"bayes_{name}_auc"] for r in single]
-        axes[0].plot(rows, bayes, "--", c=colour, label=f"{name} Bayes-optimal")
-        served = [r.get(f"served_bayes_{name}_auc") for r in single]
+        bayes = [ceilings[n][f"bayes_{name}_auc"] for n in sizes]
+        axes[0].plot(sizes, bayes, "--", c=colour, label=f"{name} Bayes-optimal (data card)")
+        served = [ceilings[n].get(f"served_bayes_{name}_auc") for n in sizes]
         if all(s is not None for s in served):
-            axes[0].plot(rows, served, ":", c=colour, label=f"{name} Bayes without position")
-    for r in single:  # the epoch budget behind each point
-        axes[0].annotate(f"{r['epochs']} ep", (r["rows"], r["click_auc"]), fontsize=7, xytext=(3, -9),
-                         textcoords="offset points")  # fmt: skip
+            axes[0].plot(sizes, served, ":", c=colour, label=f"{name} Bayes without position")
+    target = [0.5 + 0.9 * (ceilings[n]["bayes_click_auc"] - 0.5) for n in sizes]
+    axes[0].plot(sizes, target, "-.", c="grey", lw=1, label="90 % of the click lift (data card)")
+    for marker, setting in zip("osD^v", sorted({_setting(r) for r in single}), strict=False):
+        chosen = [r for r in single if _setting(r) == setting]
+        for name, colour in (("click", "tab:blue"), ("ctcvr", "tab:orange")):
+            axes[0].plot([r["rows"] for r in chosen], [r[f"{name}_auc"] for r in chosen],
+                         marker=marker, ls="-", c=colour, label=f"{name}: {setting}")  # fmt: skip
+        for r in chosen:  # the epoch budget behind each point
+            axes[0].annotate(f"{r['epochs']} ep", (r["rows"], r["click_auc"]), fontsize=7,
+                             xytext=(3, -10), textcoords="offset points")  # fmt: skip
     splits = sorted({r.get("split", "validation") for r in single})
     axes[0].set(xscale="log", xlabel="simulator rows", ylabel=f"{' / '.join(splits)} AUC")
-    axes[0].set_title("default preset: AUC vs the data card's ceiling")
-    axes[0].legend(fontsize=8)
-    for ranks in sorted({r["ranks"] for r in results}):
-        chosen = sorted((r for r in results if r["ranks"] == ranks), key=lambda r: r["rows"])
-        label = f"{ranks} rank{'s' if ranks > 1 else ''}"
-        axes[1].plot(
-            [r["rows"] for r in chosen], [r["wall_seconds"] for r in chosen], "o-", label=label
-        )
-        cost = [r["core_seconds_per_million_row_epochs"] for r in chosen]
-        axes[2].plot([r["rows"] for r in chosen], cost, "o-", label=label)
-    axes[1].set(xscale="log", yscale="log", xlabel="simulator rows", ylabel="wall seconds")
-    axes[1].set_title("training wall time (all epochs)")
+    axes[0].set_title("default preset: AUC vs the data card's ceiling", fontsize=10)
+    axes[0].legend(fontsize=6)
+    groups = sorted({(r["ranks"], _setting(r)) for r in by_rows})
+    for ranks, setting in groups:
+        chosen = [r for r in by_rows if (r["ranks"], _setting(r)) == (ranks, setting)]
+        label = f"{ranks} rank{'s' if ranks > 1 else ''}: {setting}"
+        rows = [r["rows"] for r in chosen]
+        axes[1].plot(rows, [r["wall_seconds"] for r in chosen], "o-", label=f"wall, {label}")
+        if all("cpu_seconds" in r for r in chosen):
+            axes[1].plot(rows, [r["cpu_seconds"] for r in chosen], "x--", label=f"CPU, {label}")
+        costed = [r for r in chosen if r["core_seconds_per_million_row_epochs"] is not None]
+        cost = [r["core_seconds_per_million_row_epochs"] for r in costed]
+        axes[2].plot([r["rows"] for r in costed], cost, "o-", label=label)
+    axes[1].set(xscale="log", yscale="log", xlabel="simulator rows", ylabel="seconds")
+    axes[1].set_title("training time, all epochs (wall on a shared machine; CPU)", fontsize=10)
     axes[2].set(xscale="log", xlabel="simulator rows", ylabel="core-seconds per 1M row-epochs")
-    axes[2].set_title(f"cost; at ${usd}/core-hour, 1,000 core-s = ${usd * 1000 / 3600:.3f}")
+    axes[2].set_title(
+        rf"cost; at \${usd}/core-hour, 1,000 core-s = \${usd * 1000 / 3600:.3f}", fontsize=10
+    )
     for ax in axes[1:]:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

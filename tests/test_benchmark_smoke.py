@@ -166,6 +166,7 @@ def test_scale_rows_generates_trains_and_reports_auc_against_bayes(tmp_path: Pat
     assert entry["bayes_ctcvr_auc"] is not None
     assert entry["peak_rss_mib"] > 0
     assert entry["wall_seconds"] > 0
+    assert entry["cpu_seconds"] > 0
     assert entry["split"] == "validation"  # no test rows unless asked (--set test_fraction=...)
     share = (entry["click_auc"] - 0.5) / (entry["bayes_click_auc"] - 0.5)
     assert entry["click_lift_share"] == pytest.approx(share)
