@@ -129,7 +129,15 @@ def create_app(
             yield
             logger.info("shutting down: closing Redis and releasing model sessions")
 
-    app = FastAPI(title="mtrank", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="mtrank",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # metrics are Prometheus' (/metrics); FastAPI's OpenTelemetry hooks would only cost a
+        # check of the global providers on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.mtrank = state
     install_error_handlers(app, observe=service_metrics.record_error)
     observe = service_metrics.record_error
@@ -138,6 +146,10 @@ def create_app(
     app.add_middleware(DrainMiddleware, drain=drain)  # after SIGTERM: Connection: close on all
     for router in (rank.router, health.router, metrics.router, admin.router):
         app.include_router(router)
+    # POST /rank skips route matching and dependency solving (service/routers/rank.py)
+    app.router.middleware_stack = rank.RankFastPath(
+        app.router.middleware_stack, rank.rank_route(app.router.routes)
+    )
     install_rank_schema(app, settings, lambda: registry.active, RankRequest)
     document_error_responses(app)
     return app

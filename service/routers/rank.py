@@ -1,4 +1,12 @@
-"""``POST /rank``: validate the raw body, score every candidate, answer ordered by fused score."""
+"""``POST /rank``: validate the raw body, score every candidate, answer ordered by fused score.
+
+The route is declared with FastAPI (OpenAPI document, the same function behind both paths), but a
+request is dispatched by :class:`RankFastPath`, which the app factory puts in front of the router:
+it skips route matching over every route and FastAPI's per-request dependency solving and calls
+:func:`rank` with the same collaborators the dependencies would give, in the same order (not ready,
+then content type, then the concurrency slot). Errors still go through the app's exception handlers
+and every middleware sees the request as routed to ``/rank``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +18,12 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.contracts.fusion import FusionSpec
-from service.dependencies import MetricsDep, RankerDep, StateDep, rank_slot
+from service.dependencies import AppState, MetricsDep, RankerDep, StateDep, get_ranker, rank_slot
 from service.errors import RankError
 from service.json_body import parse_rank_request, read_json_body
 from service.metrics import VERSION_STATE
@@ -77,6 +87,49 @@ async def rank(
         media_type="application/json",
         background=shadow,  # runs after the response is sent: queues shadow work, never waits
     )
+
+
+class RankFastPath:
+    """ASGI wrapper of the app's router: ``POST /rank`` goes straight to :func:`rank`.
+
+    What FastAPI would do for this route per request, done directly: the route is put in the scope
+    (metrics label requests by it), the ranker is taken from the app state as ``get_ranker`` does
+    (503 while not ready) and the response is sent. Anything else (other paths and methods, a
+    ``root_path`` mount, ``/rank/``) goes to the router unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, route: APIRoute) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != "/rank"
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+        ):
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route
+        scope["endpoint"] = rank
+        scope["path_params"] = {}
+        scope.setdefault("router", scope["app"].router)
+        state: AppState = scope["app"].state.mtrank
+        ranker = await get_ranker(state)
+        response = await rank(Request(scope, receive, send), state, ranker, state.metrics)
+        await response(scope, receive, send)
+
+
+def rank_route(routes: list[Any]) -> APIRoute:
+    """The ``POST /rank`` route among the app's routes (FastAPI keeps included routers whole)."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        candidates = [c.original_route for c in contexts()] if contexts is not None else [route]
+        for candidate in candidates:
+            if isinstance(candidate, APIRoute) and candidate.endpoint is rank:
+                return candidate
+    raise LookupError("the app has no /rank route")
 
 
 def _require_finite(output: RankOutput) -> None:

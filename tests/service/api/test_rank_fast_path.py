@@ -1,0 +1,86 @@
+"""POST /rank dispatched by ``RankFastPath`` answers exactly as FastAPI's routing of the same route."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from service.routers.rank import RankFastPath
+from tests.service.api.conftest import AppClient, MakeApp
+
+Body = dict[str, Any]
+
+
+def _without_fast_path(app: FastAPI) -> FastAPI:
+    """The same app with POST /rank left to the router (FastAPI's route and dependencies)."""
+    stack = app.router.middleware_stack
+    assert isinstance(stack, RankFastPath)
+    app.router.middleware_stack = stack.app
+    return app
+
+
+def _bodies(example: Body) -> list[tuple[bytes, dict[str, str]]]:
+    json_headers = {"content-type": "application/json"}
+    unknown = copy.deepcopy(example)
+    unknown["candidates"][1]["features"]["no_such_feature"] = 1
+    duplicate = copy.deepcopy(example)
+    duplicate["candidates"][2]["id"] = duplicate["candidates"][0]["id"]
+    return [
+        (orjson.dumps(example), json_headers),
+        (orjson.dumps({**example, "explain": False, "top_k": 2}), json_headers),
+        (orjson.dumps(unknown), json_headers),
+        (orjson.dumps(duplicate), json_headers),
+        (
+            b'{"user": {"id": "u"}, "candidates": [{"id": "a", "features": {"x": NaN}}]}',
+            json_headers,
+        ),
+        (b"{not json", json_headers),
+        (orjson.dumps(example), {"content-type": "text/plain"}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_fast_path_answers_like_the_routed_path(
+    make_app: MakeApp, example: Body, case: int
+) -> None:
+    body, headers = _bodies(example)[case]
+    answers = []
+    for app in (make_app(), _without_fast_path(make_app())):
+        with AppClient(app) as client:
+            response = client.post("/rank", content=body, headers=headers)
+            answers.append(response)
+    fast, routed = answers
+    assert fast.status_code == routed.status_code
+    assert fast.headers["content-type"] == routed.headers["content-type"]
+    if fast.status_code == 200:  # stage timings differ between runs
+        fast_json, routed_json = fast.json(), routed.json()
+        fast_json.pop("explain", None)
+        routed_json.pop("explain", None)
+        assert fast_json == routed_json
+    else:
+        assert fast.json() == routed.json()
+
+
+def test_other_methods_and_paths_still_go_through_the_router(client: AppClient) -> None:
+    assert client.get("/rank").status_code == 405
+    assert client.get("/rank").headers["allow"] == "POST"
+    redirect = client.post("/rank/", content=b"{}", follow_redirects=False)
+    assert redirect.status_code == 307
+    assert client.post("/ranking", content=b"{}").status_code == 404
+
+
+def test_fast_path_requests_are_counted_under_the_route(client: AppClient, example: Body) -> None:
+    assert client.post("/rank", json=example).status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'mtrank_requests_total{endpoint="/rank",status="200"} 1.0' in metrics
+
+
+def test_rank_is_refused_while_no_model_is_loaded(make_app: MakeApp, example: Body) -> None:
+    app = make_app(model="not-published-yet")
+    with AppClient(app) as client:
+        response = client.post("/rank", json=example, headers={"content-type": "text/plain"})
+    assert response.status_code == 503  # not ready is answered before the content type
