@@ -11,6 +11,13 @@ collector disabled). After a swap, ``refreeze_heap`` therefore collects only wha
 freezes it, the new version included; it no longer unfreezes and walks the whole heap, a full
 collection that held the interpreter lock for tens of milliseconds (up to 250 ms seen on a busy
 machine) and was the largest cost of a swap to live requests (``benchmarks/swap_latency.py``).
+
+The youngest generation is also collected less often while serving (:func:`serving_collector`): at
+the default threshold (700 allocations) a 500-candidate /rank ran 1.8 collections and a
+2,000-candidate one 7.4, each walking the objects of the request still alive (its parsed body),
+which are all freed by reference counting a moment later anyway. At 20,000 a collection runs every
+~10 requests of 500 candidates: measured 1.01-1.09x less CPU per request at 500 and 1.10-1.17x at
+2,000 (in process, same app, thresholds alternated).
 """
 
 from __future__ import annotations
@@ -19,9 +26,26 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
+
+
+SERVING_THRESHOLD = 20_000
+"""Allocations (minus deallocations) of container objects between two youngest-generation
+collections while the app serves; Python's default is 700."""
+
+
+@contextmanager
+def serving_collector(threshold: int = SERVING_THRESHOLD) -> Iterator[None]:
+    """The youngest generation's threshold at ``threshold`` while the app serves, restored after."""
+    previous = gc.get_threshold()
+    gc.set_threshold(threshold, *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def freeze_heap() -> int:

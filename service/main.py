@@ -23,7 +23,7 @@ from service.fleet.heartbeat import ProcessIdentity
 from service.fleet.loader import Loader
 from service.fleet.metrics import FleetMetrics
 from service.front_door import FrontDoor
-from service.heap import freeze_heap
+from service.heap import freeze_heap, serving_collector
 from service.json_body import BodyLimits
 from service.logging_config import configure_logging
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
@@ -126,6 +126,7 @@ def create_app(
             if drain.install():
                 stack.callback(drain.uninstall)
             freeze_heap()
+            stack.enter_context(serving_collector())
             yield
             logger.info("shutting down: closing Redis and releasing model sessions")
 

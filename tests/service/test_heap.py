@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.heap import freeze_heap, refreeze_heap, release_free_memory
+from service.heap import freeze_heap, refreeze_heap, release_free_memory, serving_collector
 
 
 class Node:
@@ -81,3 +81,15 @@ def test_released_memory_goes_back_to_the_system() -> None:
     libc.free(blocks[-1])
     assert freed > touched - 8  # free() alone kept most pages
     assert trimmed < freed - 16  # malloc_trim handed them back
+
+
+def test_serving_collector_raises_the_young_threshold_and_restores_it() -> None:
+    before = gc.get_threshold()
+    with serving_collector(threshold=12_345):
+        assert gc.get_threshold() == (12_345, *before[1:])
+        young = Node()
+        young_alive = weakref.ref(young)
+        del young
+        gc.collect()
+        assert young_alive() is None  # cycles are still collected, only less often
+    assert gc.get_threshold() == before
