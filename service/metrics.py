@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,30 @@ class BulkHistogram(Collector):
             else:
                 self._counts[key] = counts
                 self._sums[key] = float(array.sum())
+
+    def observe_rows(self, rows: npt.NDArray[np.float64], labels: Sequence[Sequence[str]]) -> None:
+        """``observe_many(rows[k], labels[k])`` for every k, in one pass when all are finite."""
+        if len(labels) != rows.shape[0] or rows.ndim != 2 or not np.isfinite(rows).all():
+            for values, row_labels in zip(rows, labels, strict=True):
+                self.observe_many(values, row_labels)
+            return
+        if any(len(row_labels) != len(self.labelnames) for row_labels in labels):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {labels}")
+        width = len(self.upper) + 1
+        slots = np.searchsorted(self.upper, rows, side="left")  # (k, N)
+        slots += np.arange(rows.shape[0])[:, None] * width  # row k counts into its own block
+        counts = np.bincount(slots.ravel(), minlength=rows.shape[0] * width).astype(np.int64)
+        sums = rows.sum(axis=1).tolist()
+        with self._lock:
+            for k, row_labels in enumerate(labels):
+                key = tuple(row_labels)
+                block = counts[k * width : (k + 1) * width]
+                if key in self._counts:
+                    self._counts[key] += block
+                    self._sums[key] += sums[k]
+                else:
+                    self._counts[key] = block.copy()
+                    self._sums[key] = sums[k]
 
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
@@ -176,6 +200,8 @@ class ServiceMetrics:
             FUSED_BUCKETS, registry,
         )  # fmt: skip
         self._held: set[tuple[str, str, str, str]] = set()
+        self._request_children: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
         self._lock = threading.Lock()
         self._zero_initialise()
 
@@ -195,8 +221,27 @@ class ServiceMetrics:
                 self.user_cache_requests.labels(result=cache_result)
 
     def record_request(self, endpoint: str, status: int, seconds: float, version: str = "") -> None:
-        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
-        self.request_duration.labels(endpoint, str(status), version).observe(seconds)
+        key = (endpoint, status, version)
+        children = self._request_children.get(key)
+        if children is None:  # labels() takes a lock and builds the key on every call: once here
+            children = (
+                self.requests.labels(endpoint=endpoint, status=str(status)),
+                self.request_duration.labels(endpoint, str(status), version),
+            )
+            if len(self._request_children) < 4096:  # label values are few; stay bounded anyway
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _child(self, family: Counter | Histogram, *labels: str) -> Any:
+        """``family.labels(*labels)``, kept: ``labels()`` takes a lock and builds a key per call."""
+        key = (id(family), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = family.labels(*labels)
+            if len(self._children) < 4096:  # label values are few (stages, versions); bounded
+                self._children[key] = child
+        return child
 
     def record_error(self, reason: str) -> None:
         self.errors.labels(reason=reason).inc()
@@ -204,9 +249,9 @@ class ServiceMetrics:
     def record_rank(self, output: RankOutput) -> None:
         """Everything a successful /rank tells: stages, feature fetch, cache, score distributions."""
         version = output.version
-        self.scored.labels(version, output.role).inc()
+        self._child(self.scored, version, output.role).inc()
         for stage, seconds in output.timings.items():
-            self.stage_duration.labels(stage, version).observe(seconds)
+            self._child(self.stage_duration, stage, version).observe(seconds)
         self.candidates.observe(len(output.fused_scores))
         fetch = output.feature_fetch
         if fetch is not None and fetch.status != "disabled":
@@ -227,8 +272,13 @@ class ServiceMetrics:
         fused: npt.NDArray[np.float64],
     ) -> None:
         """Score distributions of one scored request (live or shadow), under its version."""
-        for objective, scores in objective_scores.items():
-            self.objective_score.observe_many(scores, (objective, version))
+        columns = list(objective_scores.values())
+        if columns and len({c.shape for c in columns}) == 1 and columns[0].ndim == 1:
+            labels = [(objective, version) for objective in objective_scores]
+            self.objective_score.observe_rows(np.stack(columns), labels)
+        else:
+            for objective, scores in objective_scores.items():
+                self.objective_score.observe_many(scores, (objective, version))
         self.fused_score.observe_many(fused, (version,))
 
     def set_models(self, model: str, held: list[tuple[str, str]], process: str) -> None:

@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.contracts.fusion import FusionSpec
 from service.dependencies import AppState, MetricsDep, RankerDep, StateDep, get_ranker, rank_slot
-from service.errors import RankError
 from service.json_body import parse_rank_request, read_json_body
 from service.metrics import VERSION_STATE
 from service.rank_body import ParsedRank
@@ -79,7 +78,8 @@ async def rank(
         parsed = parse_rank_request(body, state.limits)
         output = await ranker.rank(parsed.input)
     setattr(request.state, VERSION_STATE, output.version)
-    _require_finite(output)
+    # scores are finite here: score_request checked every objective (check_outputs) and the
+    # fused score (fuse), so orjson never writes a NaN as null
     metrics.record_rank(output)
     shadow = None if state.shadow is None else state.shadow.task_for(parsed.input, output)
     return Response(
@@ -130,17 +130,6 @@ def rank_route(routes: list[Any]) -> APIRoute:
             if isinstance(candidate, APIRoute) and candidate.endpoint is rank:
                 return candidate
     raise LookupError("the app has no /rank route")
-
-
-def _require_finite(output: RankOutput) -> None:
-    """Never emit NaN/Inf (orjson would silently write null): a non-finite score is a model fault."""
-    arrays = {"fused": output.fused_scores, **output.objective_scores}
-    bad = [name for name, values in arrays.items() if not np.isfinite(values).all()]
-    if bad:
-        raise RankError(
-            f"model {output.model}/{output.version} produced non-finite scores for {', '.join(bad)}: "
-            "roll back (POST /admin/models/rollback) and check the export"
-        )
 
 
 def encode_response(parsed: ParsedRank, output: RankOutput) -> bytes:

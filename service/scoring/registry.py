@@ -77,8 +77,20 @@ class LoadedModel:
         return derive_objectives(tasks, self.manifest.derived)
 
     def check_outputs(self, scores: dict[str, Floats]) -> None:
-        """Raise ValueError unless every objective is finite and binary tasks lie in [0, 1]."""
+        """Raise ValueError unless every objective is finite and binary tasks lie in [0, 1].
+
+        All objectives are checked in three numpy calls; only a failing set is walked one
+        objective at a time, for the message naming the first bad one."""
         binary = {t.id for t in self.manifest.tasks if t.type == "binary"}
+        columns = list(scores.values())
+        if columns and len({c.shape for c in columns}) == 1 and columns[0].ndim == 1:
+            stacked = np.stack(columns)  # (objectives, N)
+            rows = [k for k, name in enumerate(scores) if name in binary]
+            inside = stacked[rows]
+            if np.isfinite(stacked).all() and (
+                not inside.size or (inside.min() >= 0.0 and inside.max() <= 1.0)
+            ):
+                return
         for name, values in scores.items():
             if not np.isfinite(values).all():
                 raise ValueError(

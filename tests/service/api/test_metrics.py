@@ -90,6 +90,25 @@ def test_bulk_histogram_equals_one_observe_per_value() -> None:
         assert got[key] == value if key[0] != "h_sum" else abs(got[key] - value) < 1e-6
 
 
+def test_bulk_rows_equal_one_observe_many_per_row() -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(-1, 1200, size=(3, 400))
+    rows[1, : len(OBJECTIVE_BUCKETS)] = OBJECTIVE_BUCKETS  # values on the bucket bounds
+    labels = [("click", "v1"), ("like", "v1"), ("click", "v2")]
+    registries = CollectorRegistry(), CollectorRegistry()
+    together = BulkHistogram("h", "h", ["objective", "version"], OBJECTIVE_BUCKETS, registries[0])
+    apart = BulkHistogram("h", "h", ["objective", "version"], OBJECTIVE_BUCKETS, registries[1])
+    for _ in range(2):  # a new series, then one that exists
+        together.observe_rows(rows, labels)
+        for values, row_labels in zip(rows, labels, strict=True):
+            apart.observe_many(values, row_labels)
+    rows[2, 7] = np.nan  # not finite: falls back to one row at a time, dropping the NaN
+    together.observe_rows(rows, labels)
+    for values, row_labels in zip(rows, labels, strict=True):
+        apart.observe_many(values, row_labels)
+    assert generate_latest(registries[0]) == generate_latest(registries[1])
+
+
 def test_model_info_keeps_one_series_per_held_version_and_role() -> None:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
