@@ -236,6 +236,23 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b > 0 and np.isfinite(a) else "n/a"
 
 
+def _at_p99_text(best: float, points: list[dict[str, Any]], bound: float) -> str:
+    """A system's throughput at p99 <= bound, or that it never got there and how close it came."""
+    if best > 0:
+        return f"{best:.0f}"
+    lowest = min(p["p99"] for p in points)
+    return f"never reached p99 <= {bound:.1f} ms (best p99 {lowest:.1f} ms)"
+
+
+def _p99_ratio(
+    best: dict[str, float], tp: dict[str, list[dict[str, Any]]], other: str, bound: float
+) -> str:
+    if best[other] > 0 and best["mtrank"] > 0:
+        return _ratio(best["mtrank"], best[other])
+    who = other if best[other] <= 0 else "mtrank"
+    return f"{who} {_at_p99_text(0.0, tp[who], bound)}: no ratio at equal p99"
+
+
 def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
     lines = [f"load average at start: {load_average}; single-core sgemm (onnxruntime MatMul 1024^3): "
              f"{sgemm:.1f} GFLOP/s", ""]  # fmt: skip
@@ -262,10 +279,11 @@ def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
             bound = max(tp["naive"], key=lambda p: p["throughput"])["p99"]
             best = {k: at_p99(v, bound) for k, v in tp.items()}
             lines.append(f"throughput at p99 <= {bound:.1f} ms (naive's p99 at its best throughput), "
-                         "req/s: " + ", ".join(f"{k} {v:.0f}" for k, v in best.items()))  # fmt: skip
+                         "req/s: " + ", ".join(f"{k} {_at_p99_text(v, tp[k], bound)}"
+                                               for k, v in best.items()))  # fmt: skip
             for other in ("naive", "unsplit", "litserve", "litserve_unsplit"):
                 if other in best:
-                    lines.append(f"- mtrank / {other}: {_ratio(best['mtrank'], best[other])}")
+                    lines.append(f"- mtrank / {other}: {_p99_ratio(best, tp, other, bound)}")
         lines.append(f"candidate graph: {r['flops_per_candidate'] / 1e3:.0f} kFLOP per candidate, "
                      f"{r['gflops']:.1f} GFLOP/s at N={max(fl)} = {r['gflops'] / sgemm:.0%} of sgemm")  # fmt: skip
         if "rss_mib" in r:
