@@ -70,6 +70,23 @@ _POWERS_OF_TEN = [np.uint64(10**k) for k in range(20)]  # 10**19 < 2**64 < 10**2
 _MINUS_HASH = np.uint64(((int(FNV_OFFSET_BASIS) ^ ord("-")) * int(FNV_PRIME)) % 2**64)
 
 
+_FEW = 32
+"""Up to this many integers are hashed in plain Python rather than with numpy's digit loop, whose
+cost is mostly per call: 1 id 17.4 -> 1.5 us, 30 ids 12.9 -> 9.8 us; 64 ids 13.3 -> 19.9 us, so
+numpy's loop takes over past 32 (one row's ids, the user side of every /rank request, are few)."""
+_OFFSET = int(FNV_OFFSET_BASIS)
+_PRIME = int(FNV_PRIME)
+_MASK = 2**64 - 1
+
+
+def _fnv1a_decimal(value: int) -> int:
+    """FNV-1a 64 of ``str(value)``'s bytes (ASCII digits and an optional minus sign)."""
+    hashed = _OFFSET
+    for octet in b"%d" % value:
+        hashed = ((hashed ^ octet) * _PRIME) & _MASK
+    return hashed
+
+
 def stable_hash_integers(values: npt.NDArray[np.integer]) -> npt.NDArray[np.uint64]:
     """``stable_hash`` of each integer's decimal string, computed on the digits without strings.
 
@@ -81,6 +98,10 @@ def stable_hash_integers(values: npt.NDArray[np.integer]) -> npt.NDArray[np.uint
     if array.dtype.kind not in "iu":
         raise TypeError(f"stable_hash_integers takes an integer array, got dtype {array.dtype}")
     flat = array.reshape(-1)
+    if flat.shape[0] <= _FEW:  # a user's id or short history: numpy's per-call cost dominates
+        return np.array(list(map(_fnv1a_decimal, flat.tolist())), dtype=np.uint64).reshape(
+            array.shape
+        )
     if array.dtype.kind == "i":
         signed = flat.astype(np.int64, copy=False)
         negative = signed < 0

@@ -85,5 +85,9 @@ def test_integer_hash_equals_the_hash_of_the_decimal_string() -> None:
     grid = np.array([[1, 22], [333, -4]])
     assert stable_hash_integers(grid).tolist() == stable_hash(grid.astype(str)).tolist()
     assert stable_hash_integers(np.array([], dtype=np.int64)).shape == (0,)
+    for few in (signed[:1], signed[:12], signed[-30:], unsigned, grid):  # the plain-Python path
+        assert len(few.reshape(-1)) <= 32
+        assert stable_hash_integers(few).tolist() == stable_hash(few.astype(str)).tolist()
+        assert stable_hash_integers(few).dtype == np.uint64
     with pytest.raises(TypeError, match="integer array"):
         stable_hash_integers(np.array([1.0]))
