@@ -19,7 +19,7 @@ def _without_fast_path(app: FastAPI) -> FastAPI:
     """The same app with POST /rank left to the router (FastAPI's route and dependencies)."""
     stack = app.router.middleware_stack
     assert isinstance(stack, RankFastPath)
-    app.router.middleware_stack = stack.app
+    app.router.middleware_stack = stack.app  # type: ignore[assignment]  # any ASGI app
     return app
 
 
