@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from serving_models import Prepared, bodies
+from serving_models import Prepared, bodies, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY = {"default": 30, "large": 50}
@@ -51,13 +51,6 @@ def prepared(work: Path, name: str) -> Prepared:
         name, folder / "data", folder / "run", folder / "store", folder / "unsplit.onnx",
         HISTORY[name],
     )  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Client:

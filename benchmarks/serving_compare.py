@@ -41,6 +41,7 @@ from serving_models import (
     bodies,
     candidate_flops,
     floor,
+    free_port,
     load,
     prepare,
     sgemm_gflops,
@@ -50,13 +51,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PRESETS = {"default": ("default", 30), "large": ("large", 50)}
 SYSTEMS = ("mtrank", "mtrank_columnar", "naive", "unsplit", "litserve", "litserve_unsplit")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Service:

@@ -9,6 +9,7 @@ once + candidate graph), ``candidate_flops`` counts the candidate graph's multip
 
 from __future__ import annotations
 
+import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,13 @@ from service.scoring.onnx_model import session_options
 from service.scoring.registry import LoadedModel, ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)
