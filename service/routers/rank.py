@@ -14,7 +14,6 @@ import logging
 from itertools import repeat
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import orjson
 from fastapi import APIRouter, Request
@@ -179,13 +178,27 @@ def _tokens(values: npt.NDArray[Any]) -> list[bytes]:
     return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
 
 
-def _id_tokens(ids: list[str]) -> list[bytes]:
-    """Each id as a JSON string. One ``dumps`` for all when no id needs an escape (then
-    ``","`` only ever separates two ids), else one per id."""
+def _id_tokens(ids: list[str]) -> tuple[bytes, list[bytes], bytes]:
+    """(what opens an item up to its id, each id's token, what follows the id up to the rank).
+
+    One ``dumps`` for all ids when none needs an escape: then ``","`` only ever separates two ids
+    and the tokens are the ids' bare text, their quotes written with the fixed parts (no bytes
+    object built per id to add them). Otherwise one ``dumps`` per id, quotes included.
+    """
     written = orjson.dumps(ids)
     if b"\\" in written:
-        return list(map(orjson.dumps, ids))
-    return [b'"' + token + b'"' for token in written[2:-2].split(b'","')]
+        return b'{"id":', list(map(orjson.dumps, ids)), b',"rank":'
+    return b'{"id":"', written[2:-2].split(b'","'), b'","rank":'
+
+
+_RANKS: list[bytes] = []
+"""``b"1"``, ``b"2"``, ...: the rank tokens, written once per process up to the largest list."""
+
+
+def _rank_tokens(n: int) -> list[bytes]:
+    if len(_RANKS) < n:
+        _RANKS.extend(b"%d" % rank for rank in range(len(_RANKS) + 1, n + 1))
+    return _RANKS[:n]
 
 
 def _items_json(output: RankOutput) -> bytes:
@@ -193,14 +206,15 @@ def _items_json(output: RankOutput) -> bytes:
     if order.shape[0] == 0:
         return b"[]"
     names = list(output.objective_scores)
-    fixed = [b'{"id":', b',"rank":', b',"score":']
+    opening, ids, after_id = _id_tokens(list(map(output.candidate_ids.__getitem__, order.tolist())))
+    fixed = [opening, after_id, b',"score":']
     fixed += [
         (b',"objectives":{' if k == 0 else b",") + orjson.dumps(n) + b":"
         for k, n in enumerate(names)
     ]
     columns: list[list[bytes]] = [
-        _id_tokens(list(map(output.candidate_ids.__getitem__, order.tolist()))),
-        _tokens(np.arange(1, order.shape[0] + 1)),
+        ids,
+        _rank_tokens(order.shape[0]),
         _tokens(output.fused_scores[order]),
         *(_tokens(output.objective_scores[name][order]) for name in names),
     ]

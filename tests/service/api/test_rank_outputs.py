@@ -21,9 +21,9 @@ from service.contracts.fusion import FUSION_FILE, FusionConfig, derive_objective
 from service.contracts.transform import FeatureTransform
 from service.json_body import BodyLimits, parse_rank_request, validate_rank_request
 from service.model_store import ModelStore
-from service.rank_body import from_request
+from service.rank_body import ParsedRank, from_request
 from service.routers.rank import encode_response
-from service.scoring.ranker import Ranker
+from service.scoring.ranker import Ranker, RankOutput
 from service.scoring.registry import ModelRegistry
 from tests.fixtures.published_model import PublishedModel, raw_items, raw_user
 from tests.service.api.conftest import AppClient
@@ -126,3 +126,39 @@ def test_zero_inference_threads_scores_on_the_event_loop_alike(
         answer = inline.post("/rank", content=body)
     assert answer.status_code == 200, answer.text
     assert answer.json()["items"] == client.post("/rank", content=body).json()["items"]
+
+
+def _plain_json(parsed: ParsedRank, output: RankOutput) -> bytes:
+    """The answer written the simple way: every item as a dict, one ``orjson.dumps``."""
+    return orjson.dumps(
+        {
+            "request_id": parsed.request_id,
+            "model": {"name": output.model, "version": output.version},
+            "fusion": {"name": output.fusion_name, "spec": output.fusion.model_dump(mode="json")},
+            "items": [dataclasses.asdict(item) for item in output.items],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [f"i{k}" for k in range(N)],
+        [f'item "{k}" é' for k in range(N)],
+        [f"a,b:{k}" if k % 2 else f'x","{k}' for k in range(N)],
+        ["é日本", *(f"{k}" for k in range(1, N))],
+    ],
+    ids=["plain", "escaped", "separators", "unicode"],
+)
+def test_answer_is_byte_for_byte_the_plain_dumps(
+    published_store: PublishedModel, ids: list[str]
+) -> None:
+    registry = ModelRegistry(ModelStore(published_store.store_dir), published_store.model)
+    registry.load()
+    ranker = Ranker(registry)
+    for top_k in (N, 3, 25, 1):  # rank tokens are kept from larger lists: reused when shorter
+        body = _body(columnar=True)
+        body["candidates"]["ids"] = ids
+        parsed = parse_rank_request(orjson.dumps({**body, "top_k": top_k}), LIMITS)
+        output = asyncio.run(ranker.rank(parsed.input))
+        assert encode_response(parsed, output) == _plain_json(parsed, output)
