@@ -137,6 +137,9 @@ class TrainConfig(_Strict):
     # AdamW decoupled weight decay of embedding tables: shrinks rarely seen ids (whose random
     # initial rows are noise to the first layer) towards zero.
     embedding_weight_decay: float = Field(default=0.0, ge=0.0)
+    # Training-only: probability per categorical feature of replacing a row's value by missing
+    # (index 0), e.g. {user_id: 0.5}; see training.train.feature_dropout.
+    feature_dropout: dict[str, float] = Field(default_factory=dict)
     # Model architecture and widths.
     arch: ArchConfig = Field(default_factory=ArchConfig)
     # Loss per task id; unlisted tasks: "bce" (binary), "mse" (regression) or "softmax" (rank).

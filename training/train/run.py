@@ -34,6 +34,7 @@ from training.train.checkpoint import (
 from training.train.config import TrainConfig, dump_config
 from training.train.distributed import Distributed
 from training.train.evaluate import evaluate_arrays, evaluate_batches
+from training.train.feature_dropout import FeatureDropout
 from training.train.feed import ArrayFeed, Feed
 from training.train.plots import plot_gates, plot_training_curves
 from training.train.stream_feed import RowSelector
@@ -203,6 +204,7 @@ def train_run(
         progress=progress,
         dist=dist,
         esm2=esm2,
+        feature_dropout=FeatureDropout.from_spec(spec, config.feature_dropout),
     )
     result = trainer.fit_feed(prepared.feed)
     if not dist.is_main:

@@ -32,6 +32,7 @@ from training.train.evaluate import (
     evaluate_batches,
     validation_losses,
 )
+from training.train.feature_dropout import FeatureDropout
 from training.train.feed import ArrayFeed, Feed
 from training.train.losses import (
     TaskLosses,
@@ -152,8 +153,10 @@ class Trainer:
         progress: bool | None = None,
         dist: Distributed | None = None,
         esm2: tuple[int, int, int] | None = None,
+        feature_dropout: FeatureDropout | None = None,
     ) -> None:
         """``progress``: show a bar per epoch (None: only on a terminal)."""
+        self.feature_dropout = feature_dropout or FeatureDropout([])
         self.dist = dist or Distributed()
         self.model, self.config = model.to(self.dist.device), config
         self.tasks, self.derived = list(tasks), list(derived)
@@ -207,6 +210,7 @@ class Trainer:
         bar = progress_bar(feed.epoch(epoch), show=show, desc=f"epoch {epoch + 1}")
         for inputs, labels in bar:
             inputs, weights, groups = split_extras({k: v.to(device) for k, v in inputs.items()})
+            inputs = self.feature_dropout(inputs)
             labels = labels.to(device)
             self.optimizer.zero_grad(set_to_none=True)
             out = self.step_model(inputs)
