@@ -12,7 +12,9 @@ log's size on disk, the click and
 ctcvr AUC (on the run's test rows when it holds some out, e.g. ``--set val_fraction=0.1 --set
 test_fraction=0.1``, else on its validation rows), the data card's Bayes-optimal AUCs (with the
 display position, and ``served``: without it, as the model is scored) and the share of the attainable
-click lift over chance, ``(AUC - 0.5) / (Bayes - 0.5)``, against each. Results accumulate in
+click lift over chance, ``(AUC - 0.5) / (Bayes - 0.5)``, like for like: the served score (no
+position) against the served ceiling, and the logged score (the position tower's logit added back,
+``auc_logged``) against the card's ceiling with the position. Results accumulate in
 ``OUT/results.json`` (one entry per rows x ranks x epochs); ``OUT/scale_rows.png`` plots them.
 Cost per million rows = core-seconds (the CPU time the training used, all ranks, user + system) per
 million training rows per epoch, and in dollars at ``--core-hour-usd`` (an assumed on-demand price,
@@ -86,6 +88,7 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
     click, ctcvr = card["tasks"]["click"], card.get("derived", {}).get("ctcvr", {})
     return {
         "rows": rows,
+        "label": args.label,
         "ranks": args.ranks,
         "overrides": args.set,
         "epochs": epochs,
@@ -106,6 +109,12 @@ def measure(args: argparse.Namespace, rows: int) -> dict[str, Any]:
         "served_click_lift_share": lift_share(
             metrics["tasks"]["click"]["auc"], click.get("served_bayes_auc")
         ),
+        # the score with the position tower's logit: what the card's Bayes AUC (with position)
+        # measures, the like-for-like comparison of the two
+        "click_auc_logged": metrics["tasks"]["click"].get("auc_logged"),
+        "logged_click_lift_share": lift_share(
+            metrics["tasks"]["click"].get("auc_logged"), click.get("bayes_auc")
+        ),
         "bayes_ctcvr_auc": ctcvr.get("bayes_auc"),
         "served_bayes_ctcvr_auc": ctcvr.get("served_bayes_auc"),
         "core_seconds_per_million_row_epochs": round(cpu_seconds / (train_rows * epochs / 1e6), 1),
@@ -122,11 +131,15 @@ def lift_share(auc: float | None, bayes: float | None) -> float | None:
 
 
 def _key(entry: dict[str, Any]) -> str:
-    return f"{entry['rows']}-r{entry['ranks']}-e{entry['epochs']}-{entry.get('overrides', [])}"
+    overrides = entry.get("overrides", [])
+    return f"{entry['rows']}-r{entry['ranks']}-e{entry['epochs']}-{overrides}-{entry.get('label')}"
 
 
 def _setting(entry: dict[str, Any]) -> str:
-    """The entry's overrides besides the split fractions: which configuration a curve is."""
+    """The entry's label, else its overrides besides the split fractions: which configuration
+    a curve is."""
+    if entry.get("label"):
+        return str(entry["label"])
     kept = [o for o in entry.get("overrides", []) if not o.split("=")[0].endswith("_fraction")]
     return ", ".join(kept) or "preset as shipped"
 
@@ -195,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument("--ranks", type=int, default=1, help="torchrun processes")
     parser.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    parser.add_argument("--label", help="names this configuration in the plot (default: --set)")
     parser.add_argument("--core-hour-usd", type=float, default=0.04, help="assumed price")
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="2,000 rows, 1 epoch, no plot")

@@ -245,6 +245,16 @@ class MultiTaskRanker(nn.Module):
         raw, _ = self._heads(self.split.full(u, i))
         return self._serving(raw)
 
+    def position_logit(self, batch: Mapping[str, Tensor]) -> Tensor | None:
+        """The shallow tower's logit (B,) for rows of a batch that holds the training-only
+        features; None without a position tower. Added to ``position_columns``' logits, it
+        scores a logged impression (the display position included), as training fitted it."""
+        if self.position_tower is None:
+            return None
+        arrays = model_arrays(self.layout, batch, self.split.bias.dtype, with_training=True)
+        logit: Tensor = self.position_tower(arrays["train_cat"], arrays["train_num"])
+        return logit
+
     # --- shared pieces -----------------------------------------------------------------------
 
     def _item_input(

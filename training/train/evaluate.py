@@ -21,7 +21,7 @@ from service.contracts.tasks import DerivedObjective, TaskSpec
 from training.models.ranker import MultiTaskRanker, RankerOutput
 from training.train.arrays import TrainArrays, split_extras
 from training.train.losses import TaskLosses, task_losses
-from training.train.metrics import FloatArray, product_metrics, task_metrics
+from training.train.metrics import FloatArray, auc, in_space, product_metrics, task_metrics
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Prediction:
 
     output: RankerOutput
     gates: dict[str, list[float]]  # task id -> mean weight per expert (MoE models)
+    # (n,) the position tower's logit of each row (rows with the training-only features and a
+    # model with the tower), else None: see ``logged_aucs``
+    position_logit: Tensor | None = None
 
 
 @torch.no_grad()
@@ -54,12 +57,17 @@ def predict_batches(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    logits, preds, ctcvrs = [], [], []
+    logits, preds, ctcvrs, positions = [], [], [], []
     gate_sums: dict[str, Tensor] = {}
     n = 0
     try:
         for batch in batches:
-            out = model({k: v.to(device) for k, v in batch.items()})
+            moved = {k: v.to(device) for k, v in batch.items()}
+            out = model(moved)
+            if "train_cat" in moved or "train_num" in moved:
+                position = model.position_logit(moved)
+                if position is not None:
+                    positions.append(position.cpu())
             n += int(out.pred.shape[0])
             logits.append(out.logits.cpu())
             preds.append(out.pred.cpu())
@@ -76,6 +84,7 @@ def predict_batches(
         {},
         torch.cat(ctcvrs) if ctcvrs else (torch.zeros(0) if model.esmm else None),
     )
+    position_logit = torch.cat(positions) if positions and len(positions) == len(logits) else None
     if gather is not None:
         output = RankerOutput(
             gather(output.logits),
@@ -83,11 +92,12 @@ def predict_batches(
             {},
             gather(output.ctcvr) if output.ctcvr is not None else None,
         )
+        position_logit = gather(position_logit) if position_logit is not None else None
         totals = gather(torch.tensor([float(n)]))
         n = int(totals.sum())
         gate_sums = {k: gather(v[None, :]).sum(dim=0) for k, v in sorted(gate_sums.items())}
     gates = {k: (v / max(n, 1)).tolist() for k, v in gate_sums.items()}
-    return Prediction(output, gates)
+    return Prediction(output, gates, position_logit)
 
 
 def validation_losses(
@@ -191,4 +201,25 @@ def evaluate_batches(
     pred = prediction.output.pred.numpy().astype(np.float64)
     codes = None if g is None else g.numpy()
     metrics = compute_metrics(tasks, derived, columns, pred, weight_columns(w), codes)
+    for task_id, value in logged_aucs(model, prediction, columns).items():
+        metrics["tasks"][task_id]["auc_logged"] = value
     return Scored(metrics, prediction, y, w, g)
+
+
+def logged_aucs(
+    model: MultiTaskRanker, prediction: Prediction, labels: dict[str, FloatArray]
+) -> dict[str, float | None]:
+    """AUC of each position-biased task's score *with* the position tower's logit: how well the
+    model explains the logged labels, which were drawn at the displayed position. ``auc`` is the
+    served score's (no position, as ``/rank`` ranks); a data card's Bayes-optimal AUC computed
+    with the position compares with ``auc_logged``, its position-free one with ``auc``."""
+    if prediction.position_logit is None:
+        return {}
+    bias = prediction.position_logit.numpy().astype(np.float64)
+    out: dict[str, float | None] = {}
+    for k in model.position_columns:
+        task = model.tasks[k]
+        mask = in_space(task, labels)
+        scores = prediction.output.logits[:, k].numpy().astype(np.float64) + bias
+        out[task.id] = auc(labels[task.id][mask], scores[mask])
+    return out

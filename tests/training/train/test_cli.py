@@ -46,7 +46,9 @@ def test_train_writes_checkpoint_config_spec_metrics_plots_and_card(run_dir: Pat
 def test_metrics_follow_the_run_directory_contract(run_dir: Path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["tasks"]) == {"click", "convert", "watch_time", "like", "share"}
-    assert set(metrics["tasks"]["click"]) == {"auc", "logloss", "n"}
+    # position-biased tasks (binary, every impression) also score the logged impression
+    assert set(metrics["tasks"]["click"]) == {"auc", "auc_logged", "logloss", "n"}
+    assert set(metrics["tasks"]["convert"]) == {"auc", "logloss", "n"}
     assert set(metrics["tasks"]["watch_time"]) == {"mse", "mae", "n"}
     assert metrics["tasks"]["convert"]["n"] < metrics["tasks"]["click"]["n"]  # clicked rows only
     assert set(metrics["derived"]) == {"ctcvr"}
