@@ -68,11 +68,16 @@ DERIVED = [DerivedObjective(id="ctcvr", product=["click", "convert"])]
 
 
 def simulator_spec(n_users: int, n_items: int, history_length: int = MAX_HISTORY) -> FeatureSpec:
-    """The unfitted feature spec of the simulated feed; ids are hashed into ~2 buckets per id."""
+    """The unfitted feature spec of the simulated feed; ids are hashed into ~2 buckets per id.
+
+    Id vectors are small: a user has ~40 training impressions (~3 clicks) at every size and an
+    item ~80, so wide id embeddings memorise them (1M rows, default preset: user 4 and item 8
+    dims gave test click AUC 0.7918 against 0.7906 with 16 and 16; docs/benchmarks/scale).
+    """
     cat = "categorical"
     features: list[dict[str, Any]] = [
         {"name": "user_id", "side": "user", "kind": cat, "encoding": "hash",
-         "buckets": max(1000, 2 * n_users), "embedding_dim": 16},
+         "buckets": max(1000, 2 * n_users), "embedding_dim": 4},
         {"name": "user_age", "side": "user", "kind": cat},
         {"name": "user_gender", "side": "user", "kind": cat},
         {"name": "user_city", "side": "user", "kind": cat},
@@ -80,7 +85,7 @@ def simulator_spec(n_users: int, n_items: int, history_length: int = MAX_HISTORY
         {"name": "history", "side": "user", "kind": "sequence", "max_length": history_length,
          "item_feature": "item_id"},
         {"name": "item_id", "side": "item", "kind": cat, "encoding": "hash",
-         "buckets": max(1000, 2 * n_items), "embedding_dim": 16},
+         "buckets": max(1000, 2 * n_items), "embedding_dim": 8},
         {"name": "item_category", "side": "item", "kind": cat},
         {"name": "item_price", "side": "item", "kind": "numeric", "clip": "auto", "log1p": True},
         {"name": "item_popularity", "side": "item", "kind": "numeric", "clip": "auto",
