@@ -163,11 +163,18 @@ def plot(results: list[dict[str, Any]], path: Path, usd: float) -> None:
             axes[0].plot(sizes, served, ":", c=colour, label=f"{name} Bayes without position")
     target = [0.5 + 0.9 * (ceilings[n]["bayes_click_auc"] - 0.5) for n in sizes]
     axes[0].plot(sizes, target, "-.", c="grey", lw=1, label="90 % of the click lift (data card)")
+    served_target = [0.5 + 0.9 * (ceilings[n]["served_bayes_click_auc"] - 0.5) for n in sizes]
+    axes[0].plot(sizes, served_target, ":", c="grey", lw=1, label="90 % of the served click lift")
     for marker, setting in zip("osD^v", sorted({_setting(r) for r in single}), strict=False):
         chosen = [r for r in single if _setting(r) == setting]
         for name, colour in (("click", "tab:blue"), ("ctcvr", "tab:orange")):
             axes[0].plot([r["rows"] for r in chosen], [r[f"{name}_auc"] for r in chosen],
                          marker=marker, ls="-", c=colour, label=f"{name}: {setting}")  # fmt: skip
+        logged = [r for r in chosen if r.get("click_auc_logged") is not None]
+        if logged:  # the score with the position: compare with the card's ceiling
+            axes[0].plot([r["rows"] for r in logged], [r["click_auc_logged"] for r in logged],
+                         marker=marker, ls="--", c="tab:green",
+                         label=f"click with position (auc_logged): {setting}")  # fmt: skip
         for r in chosen:  # the epoch budget behind each point
             axes[0].annotate(f"{r['epochs']} ep", (r["rows"], r["click_auc"]), fontsize=7,
                              xytext=(3, -10), textcoords="offset points")  # fmt: skip
