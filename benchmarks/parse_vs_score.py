@@ -8,7 +8,7 @@ Measures, on the model's warm-up example repeated to ``--candidates`` candidates
   ``RankRequest.model_validate`` on the Python objects;
 * ``validate_json``: the pydantic path, ``RankRequest.model_validate_json`` on the raw bytes plus the
   limit checks (``service.json_body.validate_rank_request``);
-* ``fast_path``: what /rank does, orjson and column-wise checks (``service.rank_body``), falling back
+* ``fast_path``: what /rank does, msgspec typed decoding and a few checks (``service.rank_body``), falling back
   to ``validate_json`` for any body it is not sure of (``service.json_body.parse_rank_request``);
 * ``fastapi_route`` / ``raw_route``: the same two ways inside a FastAPI route (``body: RankRequest``
   parameter vs reading ``await request.body()``), called in-process through httpx's ASGI transport,

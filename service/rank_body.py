@@ -1,21 +1,24 @@
-"""The /rank body's fast path: orjson plus column-wise checks, straight into a :class:`RankInput`.
+"""The /rank body's fast path: typed msgspec decoding plus a few checks, straight into a :class:`RankInput`.
 
-Validating a 500-candidate body into pydantic objects (``RankRequest``) costs about 6x parsing it
-with orjson, and the objects are then turned into columns anyway. :func:`parse_fast` parses with
-orjson and checks the body column by column with C-level passes (``map(type, ...)``, ``set``
-unions) against the same rules as ``service.schemas``, and returns the engine's input directly.
+Validating a 500-candidate body into pydantic objects (``RankRequest``) costs about 6x parsing it,
+and the objects are then turned into columns anyway. :func:`parse_fast` decodes the body with
+msgspec into small typed structs: the candidate rows (or columns) are checked while they are
+decoded, in C (an id is a string of 1 to 256 characters, a feature value a string, an int64, a
+finite float or null, no unknown keys), so no Python pass per candidate checks them again. The user,
+the context and the fusion override are decoded as plain JSON values and checked here, against the
+same rules as ``service.schemas``. The result is the engine's input.
 
 It only ever *accepts* a body the pydantic path accepts, with the same values; whenever it is not
 sure it returns ``None`` and ``parse_rank_request`` runs the pydantic path, which is the one source of
 every error answer (so a refused body gets exactly the answer it always got). It declines:
 
-* anything orjson refuses (NaN, Infinity, 1e309, bad UTF-8, lone surrogates, deep nesting);
-* a float of magnitude >= 2**63 (orjson reads an integer past 64 bits as a float, which pydantic
-  would refuse as an id or accept as a big int); an integer past int64;
-* duplicate object keys (orjson keeps the last, pydantic validates every one): the body's colons
-  outside strings must equal the keys parsed;
-* a wrong type, a missing or unknown field, a limit exceeded, duplicate ids, a list in a candidate
-  feature, a fusion override pydantic refuses: every rule of ``RankRequest`` and ``check_limits``.
+* anything msgspec refuses (NaN, Infinity, 1e309, bad UTF-8, lone surrogates, deep nesting, a
+  wrong type or a missing or unknown field in a candidate);
+* an integer past int64 (pydantic takes it as a number, not an id);
+* duplicate object keys (msgspec keeps the last, pydantic validates every one): the body's colons
+  outside strings must equal the keys decoded;
+* a limit exceeded, duplicate ids, a list in a candidate feature (pydantic's), a fusion override
+  pydantic refuses: every other rule of ``RankRequest`` and ``check_limits``.
 
 ``tests/service/test_rank_body.py`` runs both paths over a corpus of good and bad bodies.
 """
@@ -24,10 +27,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from operator import itemgetter, methodcaller
-from typing import TYPE_CHECKING, Any, TypeGuard
+from operator import attrgetter, itemgetter, methodcaller
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, cast
 
+import msgspec
 import orjson
+from msgspec import UNSET, Meta, Struct, UnsetType
 from pydantic import ValidationError
 
 from service.contracts.fusion import FusionSpec
@@ -37,17 +42,48 @@ from service.scoring.assembly import RankInput
 if TYPE_CHECKING:
     from service.json_body import BodyLimits
 
-_TOP = frozenset(RankRequest.model_fields)
-_ROW = frozenset({"id", "features"})
-_COLUMNS = frozenset({"ids", "features"})
+_USER_KEYS = frozenset({"id", "features"})
 _VALUE: frozenset[type] = frozenset({str, int, float, list, type(None)})
-_CANDIDATE_VALUE: frozenset[type] = frozenset({str, int, float, type(None)})  # lists: pydantic's
 _SEQUENCE_ID: frozenset[type] = frozenset({str, int})
-_INT64_MAX = 2**63 - 1
-_BIG_FLOAT = 2.0**63  # orjson reads integers past 64 bits as floats: one this large may be one
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NO_FEATURES: dict[str, Any] = {}
-_get_id = itemgetter("id")
-_get_features = methodcaller("get", "features", _NO_FEATURES)
+
+_Scalar: TypeAlias = str | Annotated[int, Meta(ge=_INT64_MIN, le=_INT64_MAX)] | float | None
+"""A candidate's feature value (msgspec refuses bool, NaN, Infinity and numbers past float range)."""
+_Id: TypeAlias = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class _Row(Struct, forbid_unknown_fields=True, gc=False):
+    """A candidate of the list form (a list value is pydantic's to read)."""
+
+    id: _Id
+    features: dict[str, _Scalar] | UnsetType = UNSET
+
+
+class _Columns(Struct, forbid_unknown_fields=True, gc=False):
+    """The columnar candidates; column lengths are checked after decoding."""
+
+    ids: list[_Id]
+    features: dict[str, list[_Scalar]] | UnsetType = UNSET
+
+
+class _Body(Struct, forbid_unknown_fields=True):
+    """A /rank body: the candidates typed, the rest plain JSON values checked by ``parse_fast``."""
+
+    candidates: list[_Row] | _Columns
+    request_id: Any = UNSET
+    user: Any = UNSET
+    context: Any = UNSET
+    fusion: Any = UNSET
+    fusion_preset: Any = UNSET
+    top_k: Any = UNSET
+    explain: Any = UNSET
+
+
+FIELDS = _Body.__struct_fields__
+_decoder = msgspec.json.Decoder(_Body)
+_get_id = attrgetter("id")
+_get_features = attrgetter("features")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +117,13 @@ def from_request(request: RankRequest) -> ParsedRank:
 def parse_fast(body: bytes, limits: BodyLimits) -> ParsedRank | None:
     """The body as a :class:`ParsedRank`, or ``None`` when the pydantic path must decide."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        decoded = _decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # a validation error is a DecodeError too
         return None
-    if type(data) is not dict or not data.keys() <= _TOP:
-        return None
+    data = {name: value for name in FIELDS if (value := getattr(decoded, name)) is not UNSET}
     scalars = _scalars(data)
     user = data.get("user")
-    if scalars is None or type(user) is not dict or not user.keys() <= _ROW:
+    if scalars is None or type(user) is not dict or not user.keys() <= _USER_KEYS:
         return None
     user_id = user.get("id")
     user_features = user.get("features", _NO_FEATURES)
@@ -101,7 +136,7 @@ def parse_fast(body: bytes, limits: BodyLimits) -> ParsedRank | None:
     fusion, fusion_keys = _fusion(data.get("fusion"))
     if fusion_keys < 0 or (fusion is not None and data.get("fusion_preset") is not None):
         return None
-    candidates = _candidates(data.get("candidates"), limits.max_candidates)
+    candidates = _candidates(decoded.candidates, limits.max_candidates)
     if candidates is None:
         return None
     ids, columns, columnar, candidate_keys = candidates
@@ -147,36 +182,15 @@ def _is_id(value: Any) -> bool:
     return type(value) is str and 1 <= len(value) <= 256
 
 
-def _ids(values: Any) -> TypeGuard[list[str]]:
-    """A non-empty list of ids (strings of 1 to 256 characters)."""
-    return (
-        type(values) is list
-        and bool(values)
-        and set(map(type, values)) == {str}
-        and min(map(len, values)) >= 1
-        and max(map(len, values)) <= 256
-    )
-
-
-def _numbers_ok(values: list[Any], types: set[type]) -> bool:
-    """Integers within int64, floats below 2**63 in magnitude (see the module docstring)."""
+def _column(values: list[Any], allowed: frozenset[type]) -> bool:
+    """Values of ``allowed`` types; integers within int64 (msgspec keeps any integer an int)."""
+    types = set(map(type, values))
+    if not types <= allowed:
+        return False
     if int in types:
         ints = values if types == {int} else [v for v in values if type(v) is int]
-        if max(ints) > _INT64_MAX:  # orjson gives floats below int64's minimum: checked next
-            return False
-    if float in types:
-        floats = values if types == {float} else [v for v in values if type(v) is float]
-        if max(map(abs, floats)) >= _BIG_FLOAT:
-            return False
+        return min(ints) >= _INT64_MIN and max(ints) <= _INT64_MAX
     return True
-
-
-def _column(values: Any, allowed: frozenset[type]) -> bool:
-    """A list of feature values of ``allowed`` types, numbers in range."""
-    if type(values) is not list:
-        return False
-    types = set(map(type, values))
-    return types <= allowed and _numbers_ok(values, types)
 
 
 def _features(features: Any, sequence_limit: int) -> bool:
@@ -208,7 +222,7 @@ def _fusion(fusion: Any) -> tuple[FusionSpec | None, int]:
 
 
 def _plain_keys(value: Any) -> int:
-    """Object keys in a JSON value, or -1 when a float in it may hide an integer past 64 bits."""
+    """Object keys in a JSON value, or -1 when it holds an integer past int64."""
     kind = type(value)
     if kind is dict:
         inner = [_plain_keys(v) for v in value.values()]
@@ -216,23 +230,21 @@ def _plain_keys(value: Any) -> int:
     if kind is list:
         inner = [_plain_keys(v) for v in value]
         return -1 if -1 in inner else sum(inner)
-    if kind is float and abs(value) >= _BIG_FLOAT:
+    if kind is int and not _INT64_MIN <= value <= _INT64_MAX:
         return -1
     return 0
 
 
 def _candidates(
-    candidates: Any, max_candidates: int
+    candidates: list[_Row] | _Columns, max_candidates: int
 ) -> tuple[list[str], dict[str, list[Any]], bool, int] | None:
     """(ids, feature columns, columnar?, object keys) of a valid candidate list, else None."""
-    if type(candidates) is list:
-        found = _rows(candidates)
-        columnar = False
-    elif type(candidates) is dict:
+    if isinstance(candidates, _Columns):
         found = _columns(candidates)
         columnar = True
     else:
-        return None
+        found = _rows(candidates)
+        columnar = False
     if found is None:
         return None
     ids, columns, keys = found
@@ -241,21 +253,22 @@ def _candidates(
     return ids, columns, columnar, keys
 
 
-def _rows(rows: list[Any]) -> tuple[list[str], dict[str, list[Any]], int] | None:
+def _rows(rows: list[_Row]) -> tuple[list[str], dict[str, list[Any]], int] | None:
     """``[{id, features}, ...]`` as ids and one column per feature (None where a row lacks it)."""
-    if not rows or set(map(type, rows)) != {dict} or not set().union(*rows) <= _ROW:
+    if not rows:
         return None
-    try:
-        ids = list(map(_get_id, rows))
-    except KeyError:
-        return None
-    features = list(map(_get_features, rows))
-    if not _ids(ids) or set(map(type, features)) != {dict}:
-        return None
-    columns = _transpose(features)
-    if not all(_column(column, _CANDIDATE_VALUE) for column in columns.values()):
-        return None
-    return ids, columns, sum(map(len, rows)) + sum(map(len, features))
+    ids: list[str] = list(map(_get_id, rows))
+    found: list[dict[str, Any] | UnsetType] = list(map(_get_features, rows))
+    try:  # every row has "features" (the usual request): no pass looks for UNSET
+        values = sum(map(len, found))  # type: ignore[arg-type]  # UNSET has no length
+        missing = 0
+    except TypeError:
+        missing = found.count(UNSET)
+        found = [_NO_FEATURES if f is UNSET else f for f in found]
+        values = sum(map(len, found))  # type: ignore[arg-type]
+    features = cast(list[dict[str, Any]], found)
+    # object keys: each row's "id" and "features", and the feature names
+    return ids, _transpose(features), 2 * len(rows) - missing + values
 
 
 def _transpose(features: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -276,17 +289,15 @@ def _transpose(features: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {name: list(map(methodcaller("get", name), features)) for name in names}
 
 
-def _columns(candidates: dict[str, Any]) -> tuple[list[str], dict[str, list[Any]], int] | None:
+def _columns(candidates: _Columns) -> tuple[list[str], dict[str, list[Any]], int] | None:
     """``{ids, features: {name: [values]}}`` with every column as long as ``ids``."""
-    ids = candidates.get("ids")
-    features = candidates.get("features", _NO_FEATURES)
-    if not candidates.keys() <= _COLUMNS or not _ids(ids) or type(features) is not dict:
-        return None
+    ids = candidates.ids
+    features = _NO_FEATURES if candidates.features is UNSET else candidates.features
     n = len(ids)
-    for column in features.values():
-        if not _column(column, _CANDIDATE_VALUE) or len(column) != n:
-            return None
-    return ids, dict(features), len(candidates) + len(features)
+    if not n or any(len(column) != n for column in features.values()):
+        return None
+    keys = 1 + (candidates.features is not UNSET) + len(features)
+    return ids, dict(features), keys
 
 
 def _keys_unique(body: bytes, keys: int) -> bool:

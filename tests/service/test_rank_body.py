@@ -20,7 +20,8 @@ import pytest
 
 from service.errors import RankError
 from service.json_body import BodyLimits, parse_rank_request, validate_rank_request
-from service.rank_body import ParsedRank, from_request, parse_fast
+from service.rank_body import FIELDS, ParsedRank, from_request, parse_fast
+from service.schemas import RankRequest
 from tests.service.api.test_bad_input import CASES, MARK, _columnar
 
 LIMITS = BodyLimits(max_candidates=50, max_sequence_length=40)
@@ -152,6 +153,25 @@ RAW_BODIES = [
     b'{"user": {"id": "u"}, "fusion": {"kind": "weighted_sum", "kind": "max", '
     b'"terms": {"click": {"weight": 1}}}, "candidates": [{"id": "a"}]}',
     b"[" * 2000 + b"]" * 2000,
+    b'{"user": {"id": "u", "features": {"x": ' + b"[" * 2000 + b"]" * 2000 + b"}}, "
+    b'"candidates": [{"id": "a"}]}',
+    b'{"user": {"id": "u", "features": {"x": 1e19, "y": -9.3e18}}, "candidates": [{"id": "a"}]}',
+    *(
+        template % big
+        for big in (
+            b"-9223372036854775809",
+            b"9223372036854775808",
+            b"123456789012345678901234567890",
+        )
+        for template in (
+            b'{"user": {"id": "u", "features": {"x": %s}}, "candidates": [{"id": "a"}]}',
+            b'{"user": {"id": "u"}, "context": {"h": %s}, "candidates": [{"id": "a"}]}',
+            b'{"user": {"id": "u", "features": {"history": [1, %s]}}, "candidates": [{"id": "a"}]}',
+            b'{"user": {"id": "u"}, "candidates": {"ids": ["a"], "features": {"x": [%s]}}}',
+            b'{"user": {"id": "u"}, "fusion": {"kind": "weighted_sum", "terms": {"click": '
+            b'{"weight": %s}}}, "candidates": [{"id": "a"}]}',
+        )
+    ),
 ]
 
 
@@ -202,3 +222,32 @@ def test_random_mutations_of_valid_bodies() -> None:
             body = _mutated(body, rng)
         accepted += assert_agree(json.dumps(body).encode()) is not None
     assert accepted > 100  # the fast path also takes mutants that stay valid
+
+
+@pytest.mark.parametrize(
+    ("body", "repeated"),
+    [
+        (
+            b'{"user": {"id": "u"}, "candidates": [{"id": "a"}, {"id": "b", "features": {"x": 1}}, '
+            b'{"id": "c", "features": {}}, {"id": "d"}]}',
+            b'"id": "d"',
+        ),
+        (b'{"user": {"id": "u"}, "candidates": [{"id": "a"}]}', b'"id": "a"'),
+        (b'{"user": {"id": "u"}, "candidates": {"ids": ["a", "b"]}}', b'"ids": ["a", "b"]'),
+        (
+            b'{"user": {"id": "u"}, "candidates": {"ids": ["a", "b"], "features": {}}}',
+            b'"features": {}',
+        ),
+    ],
+    ids=["some-rows-without-features", "no-row-features", "no-columns", "empty-columns"],
+)
+def test_candidates_without_features_take_the_fast_path(body: bytes, repeated: bytes) -> None:
+    fast = assert_agree(body)
+    assert fast is not None
+    twice = body.replace(repeated, repeated + b", " + repeated)  # a repeated key: pydantic decides
+    assert twice != body
+    assert assert_agree(twice) is None
+
+
+def test_fast_decoder_knows_every_field_of_the_request() -> None:
+    assert set(FIELDS) == set(RankRequest.model_fields)
