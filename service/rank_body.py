@@ -273,19 +273,13 @@ def _rows(rows: list[_Row]) -> tuple[list[str], dict[str, list[Any]], int] | Non
 
 def _transpose(features: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Row feature objects as columns in first-seen name order, None where a row lacks a name."""
-    names = list(set().union(*features))
-    if not names:
-        return {}
-    if set(map(len, features)) == {len(names)}:  # every row has every name (the usual request)
-        names = list(features[0])
-        if len(names) == 1:
-            return {names[0]: list(map(itemgetter(names[0]), features))}
-        return dict(
-            zip(
-                names, map(list, zip(*map(itemgetter(*names), features), strict=False)), strict=True
-            )
-        )
-    names = list(dict.fromkeys(itertools.chain.from_iterable(features)))
+    first = features[0]
+    if set(map(len, features)) == {len(first)}:  # as many names in every row as in the first
+        try:  # the usual request: every row has the first row's names (else one lacks one)
+            return {name: list(map(itemgetter(name), features)) for name in first}
+        except KeyError:
+            pass
+    names = dict.fromkeys(itertools.chain.from_iterable(features))
     return {name: list(map(methodcaller("get", name), features)) for name in names}
 
 

@@ -251,3 +251,30 @@ def test_candidates_without_features_take_the_fast_path(body: bytes, repeated: b
 
 def test_fast_decoder_knows_every_field_of_the_request() -> None:
     assert set(FIELDS) == set(RankRequest.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns"),
+    [
+        (
+            [{"a": 1, "b": "x"}, {"b": "y", "a": 2}],  # the same names in another order
+            {"a": [1, 2], "b": ["x", "y"]},
+        ),
+        (
+            [{"a": 1, "b": 2}, {"a": 3, "c": 4}],  # as many names, not the same ones
+            {"a": [1, 3], "b": [2, None], "c": [None, 4]},
+        ),
+        ([{"a": 1}, {"a": None, "b": 2.5}, {}], {"a": [1, None, None], "b": [None, 2.5, None]}),
+    ],
+    ids=["reordered", "same-count-other-names", "ragged"],
+)
+def test_rows_become_columns_in_first_seen_order(
+    rows: list[Body], columns: dict[str, list[Any]]
+) -> None:
+    body = {
+        "user": {"id": "u"},
+        "candidates": [{"id": str(k), "features": row} for k, row in enumerate(rows)],
+    }
+    fast = assert_agree(orjson.dumps(body))
+    assert fast is not None
+    assert list(fast.input.candidate_features.items()) == list(columns.items())
