@@ -169,6 +169,10 @@ class FeatureTransform:
             f.name: _Buckets(f) for f in spec.features if isinstance(f, BucketizedFeature)
         }
         self.max_length = max((s.max_length for s in spec.sequences()), default=0)
+        # each side's columns, listed once (the spec is frozen): a request transforms three sides
+        self._categorical_columns = {side: spec.categorical_columns(side) for side in SIDES}
+        self._numeric_columns = {side: spec.numeric_columns(side) for side in SIDES}
+        self._sequences = spec.sequences()
 
     def transform_records(
         self, records: Sequence[Mapping[str, Any]], sides: Iterable[str], field_prefix: str = ""
@@ -193,7 +197,7 @@ class FeatureTransform:
             if side not in wanted:
                 continue
             group = GROUP_NAMES[side]
-            categorical = self.spec.categorical_columns(side)
+            categorical = self._categorical_columns[side]
             cat = np.zeros((n_rows, len(categorical)), dtype=np.int64)
             scaled: dict[str, npt.NDArray[np.float32]] = {}  # bucketized keep_value columns
             for j, feature in enumerate(categorical):
@@ -204,7 +208,7 @@ class FeatureTransform:
                 else:
                     cat[:, j] = self._categorical(feature, columns, n_rows, field_prefix)
             arrays[f"{group}_cat"] = cat
-            numeric = self.spec.numeric_columns(side)
+            numeric = self._numeric_columns[side]
             num = np.zeros((n_rows, len(numeric)), dtype=np.float32)
             for j, num_feature in enumerate(numeric):
                 if isinstance(num_feature, BucketizedFeature):
@@ -213,7 +217,7 @@ class FeatureTransform:
                     num[:, j] = self._numeric(num_feature, columns, n_rows, field_prefix)
             arrays[f"{group}_num"] = num
             if side == "user":
-                sequences = self.spec.sequences()
+                sequences = self._sequences
                 seq = np.zeros((n_rows, len(sequences), self.max_length), dtype=np.int64)
                 for s, seq_feature in enumerate(sequences):
                     seq[:, s, : seq_feature.max_length] = self._sequence(
@@ -345,9 +349,11 @@ def _scale(
     pipeline: _NumericPipeline, x: npt.NDArray[np.float64], fill: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.float32]:
     """Scaled float32 values; ``fill`` rows take the pipeline's fill value."""
+    filled = bool(fill.any())  # usually no row: then no pass selects between value and fill
     with np.errstate(all="ignore"):
-        values = pipeline.apply(np.where(fill, 0.0, x))
-    values = np.where(fill, pipeline.fill, values)
+        values = pipeline.apply(np.where(fill, 0.0, x) if filled else x)
+    if filled:
+        values = np.where(fill, pipeline.fill, values)
     return np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
 
 
