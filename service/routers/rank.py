@@ -11,10 +11,8 @@ and every middleware sees the request as routed to ``/rank``.
 from __future__ import annotations
 
 import logging
-from itertools import repeat
 from typing import Any
 
-import numpy.typing as npt
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
@@ -26,6 +24,7 @@ from service.dependencies import AppState, MetricsDep, RankerDep, StateDep, get_
 from service.json_body import parse_rank_request, read_json_body
 from service.metrics import VERSION_STATE
 from service.rank_body import ParsedRank
+from service.rank_items import items_json
 from service.request_schema import UNSTATED_RULES
 from service.schemas import EXAMPLE_COLUMNS, EXAMPLE_ROWS, RankResponse
 from service.scoring.ranker import RankOutput
@@ -132,18 +131,14 @@ def rank_route(routes: list[Any]) -> APIRoute:
 
 
 def encode_response(parsed: ParsedRank, output: RankOutput) -> bytes:
-    """The JSON of a :class:`RankResponse`, written from the score arrays.
-
-    Validating or even building 1,000 item objects would cost milliseconds, so each item is
-    assembled from byte tokens: every number column is written by one ``orjson.dumps`` and split
-    at its commas, then the tokens are interleaved with the fixed parts of an item.
-    """
+    """The JSON of a :class:`RankResponse`, written from the score arrays (the items by
+    :func:`service.rank_items.items_json`, never as pydantic objects)."""
     head: dict[str, Any] = {
         "request_id": parsed.request_id,
         "model": {"name": output.model, "version": output.version},
         "fusion": {"name": output.fusion_name, "spec": _fusion_json(output.fusion)},
     }
-    parts = [orjson.dumps(head)[:-1], b',"items":', _items_json(output)]
+    parts = [orjson.dumps(head)[:-1], b',"items":', items_json(output)]
     if parsed.explain:
         fetch = output.feature_fetch
         explain = {
@@ -171,52 +166,3 @@ def _fusion_json(spec: FusionSpec) -> orjson.Fragment:
     written = orjson.Fragment(orjson.dumps(spec.model_dump(mode="json")))
     _FUSION_JSON[id(spec)] = (spec, written)
     return written
-
-
-def _tokens(values: npt.NDArray[Any]) -> list[bytes]:
-    """JSON numbers, one per value (a number never contains a comma)."""
-    return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-
-
-def _id_tokens(ids: list[str]) -> tuple[bytes, list[bytes], bytes]:
-    """(what opens an item up to its id, each id's token, what follows the id up to the rank).
-
-    One ``dumps`` for all ids when none needs an escape: then ``","`` only ever separates two ids
-    and the tokens are the ids' bare text, their quotes written with the fixed parts (no bytes
-    object built per id to add them). Otherwise one ``dumps`` per id, quotes included.
-    """
-    written = orjson.dumps(ids)
-    if b"\\" in written:
-        return b'{"id":', list(map(orjson.dumps, ids)), b',"rank":'
-    return b'{"id":"', written[2:-2].split(b'","'), b'","rank":'
-
-
-_RANKS: list[bytes] = []
-"""``b"1"``, ``b"2"``, ...: the rank tokens, written once per process up to the largest list."""
-
-
-def _rank_tokens(n: int) -> list[bytes]:
-    if len(_RANKS) < n:
-        _RANKS.extend(b"%d" % rank for rank in range(len(_RANKS) + 1, n + 1))
-    return _RANKS[:n]
-
-
-def _items_json(output: RankOutput) -> bytes:
-    order = output.order
-    if order.shape[0] == 0:
-        return b"[]"
-    names = list(output.objective_scores)
-    opening, ids, after_id = _id_tokens(list(map(output.candidate_ids.__getitem__, order.tolist())))
-    fixed = [opening, after_id, b',"score":']
-    fixed += [
-        (b',"objectives":{' if k == 0 else b",") + orjson.dumps(n) + b":"
-        for k, n in enumerate(names)
-    ]
-    columns: list[list[bytes]] = [
-        ids,
-        _rank_tokens(order.shape[0]),
-        _tokens(output.fused_scores[order]),
-        *(_tokens(output.objective_scores[name][order]) for name in names),
-    ]
-    interleaved = [x for pair in zip(map(repeat, fixed), columns, strict=True) for x in pair]
-    return b"[" + b",".join(map(b"".join, zip(*interleaved, repeat(b"}}")))) + b"]"

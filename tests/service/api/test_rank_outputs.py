@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import onnxruntime as ort
 import orjson
@@ -22,6 +23,7 @@ from service.contracts.transform import FeatureTransform
 from service.json_body import BodyLimits, parse_rank_request, validate_rank_request
 from service.model_store import ModelStore
 from service.rank_body import ParsedRank, from_request
+from service.rank_items import SAME_FLOATS_BELOW
 from service.routers.rank import encode_response
 from service.scoring.ranker import Ranker, RankOutput
 from service.scoring.registry import ModelRegistry
@@ -162,3 +164,24 @@ def test_answer_is_byte_for_byte_the_plain_dumps(
         parsed = parse_rank_request(orjson.dumps({**body, "top_k": top_k}), LIMITS)
         output = asyncio.run(ranker.rank(parsed.input))
         assert encode_response(parsed, output) == _plain_json(parsed, output)
+        # scores from 1e16 on: msgspec would write 1e16 where orjson writes 1e+16
+        for scale in (1e17, -1e20, 1e300):  # with 1e17, some scores stay below 1e16
+            large = dataclasses.replace(output, fused_scores=output.fused_scores * scale)
+            assert b"e+" in encode_response(parsed, large)
+            assert encode_response(parsed, large) == _plain_json(parsed, large)
+
+
+def test_msgspec_writes_every_float_below_1e16_as_orjson_does() -> None:
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [
+            rng.random(20_000),
+            rng.random(5_000).astype(np.float32).astype(np.float64),
+            np.exp(rng.normal(0.0, 15.0, 20_000)) * rng.choice([-1.0, 1.0], 20_000),
+            [0.0, -0.0, 1.0, 1e-5, 1e-7, 5e-324, 2.0**53, 1e15, 9999999999999998.0],
+        ]
+    )
+    below = values[np.abs(values) < SAME_FLOATS_BELOW].tolist()
+    assert len(below) > 40_000
+    assert msgspec.json.encode(below) == orjson.dumps(below)
+    assert msgspec.json.encode(1e16) != orjson.dumps(1e16)  # why the limit is there
