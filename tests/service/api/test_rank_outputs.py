@@ -1,6 +1,6 @@
 """/rank's scores are the model's: pinned to onnxruntime run directly, whichever parse path ran.
 
-The request path is tuned for speed (orjson fast path, response written from the score arrays);
+The request path is tuned for speed (msgspec fast path, response written from the score arrays);
 these tests hold its output to what the model computes on the shared transform's arrays, within
 1e-6, and to the pydantic path's answer byte for byte.
 """
