@@ -116,11 +116,12 @@ def _search(args: argparse.Namespace) -> int:
         report = run_search(plan)
     except (ValueError, FileNotFoundError, ModelStoreError, ModelLoadError) as exc:
         return _fail(str(exc))
-    _print(report)
+    _print(report, args.out)
     return 0
 
 
-def _print(report: dict[str, Any]) -> None:
+def _print(report: dict[str, Any], out: Path) -> None:
+    """The report on a terminal; its files are named within ``out``."""
     requests = report["requests"]
     print(f"{report['model']} {report['version']}: {report['candidates']} candidates on "
           f"{requests['search']} requests, reported on {requests['holdout']} held-out requests")  # fmt: skip
@@ -138,6 +139,7 @@ def _print(report: dict[str, Any]) -> None:
     if held:
         print(f"target on held-out requests: {held['target']:.4f} (default preset = "
               f"{sum(report['target'].values()):.4f})")  # fmt: skip
-    print("wrote " + ", ".join(report["files"]) + " and report.json")
+    files = [out / name for name in report["files"]]
+    print("wrote " + ", ".join(map(str, files)) + f" and {out / 'report.json'}")
     print(f"apply without a redeploy: POST /admin/models/fusion with the body of "
-          f"{report['files'][1]}")  # fmt: skip
+          f"{files[1]}")  # fmt: skip

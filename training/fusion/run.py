@@ -159,7 +159,8 @@ def run_search(plan: SearchPlan) -> dict[str, Any]:
                 for i in front
             ],
         },
-        "files": [str(fusion_path), str(plan.out / ADMIN_REQUEST_FILE), str(plot)],
+        # names within the report's own folder: no path of the machine that wrote it
+        "files": [fusion_path.name, ADMIN_REQUEST_FILE, plot.name],
     }
     (plan.out / "report.json").write_text(json.dumps(report, indent=1) + "\n", "utf-8")
     return report
