@@ -95,9 +95,14 @@ _RANKS: list[bytes] = []
 
 
 def _rank_tokens(n: int) -> list[bytes]:
-    if len(_RANKS) < n:
-        _RANKS.extend(b"%d" % rank for rank in range(len(_RANKS) + 1, n + 1))
-    return _RANKS[:n]
+    """The first ``n`` rank tokens. A longer list is built whole and then swapped in by one
+    assignment, so two threads answering at once never extend the shared list twice over."""
+    global _RANKS
+    ranks = _RANKS
+    if len(ranks) < n:
+        ranks = [b"%d" % rank for rank in range(1, n + 1)]
+        _RANKS = ranks
+    return ranks[:n]
 
 
 def _tokens_json(ids: list[str], names: list[str], scores: list[npt.NDArray[np.float64]]) -> bytes:
