@@ -14,6 +14,11 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
+# A C compiler for service/_speedups.c (the C twins of /rank's hottest loops); only this stage has it,
+# the runtime stage copies the built module.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
@@ -26,9 +31,10 @@ RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb')
 extras = [p['optional-dependencies'][e] for e in os.environ['MTRANK_EXTRAS'].split(',')]; \
 print('\n'.join(p['dependencies'] + [r for extra in extras for r in extra]))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
-COPY README.md ./
+COPY README.md setup.py ./
 COPY service ./service
-RUN pip install --no-deps . && pip check
+RUN pip install --no-deps . && pip check \
+    && python -c "import service._speedups" # the C extension is optional for pip: required here
 # The serving image must never contain torch: fail the build if a dependency pulled it in. The installers
 # themselves are not needed at run time.
 RUN python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
@@ -50,7 +56,7 @@ RUN groupadd --system --gid 10001 mtrank \
 COPY --from=build /opt/venv /opt/venv
 # Same torch check in the image that ships, plus an import of the app factory so a broken install fails here.
 RUN python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
-    && python -c "import service.main"
+    && python -c "import service.main, service._speedups"
 USER mtrank
 WORKDIR /home/mtrank
 VOLUME ["/models"]

@@ -42,6 +42,11 @@ from service.scoring.assembly import RankInput
 if TYPE_CHECKING:
     from service.json_body import BodyLimits
 
+try:
+    from service import _speedups
+except ImportError:  # built without a C compiler: rows become columns in Python
+    _speedups = None  # type: ignore[assignment]
+
 _USER_KEYS = frozenset({"id", "features"})
 _VALUE: frozenset[type] = frozenset({str, int, float, list, type(None)})
 _SEQUENCE_ID: frozenset[type] = frozenset({str, int})
@@ -254,9 +259,14 @@ def _candidates(
 
 
 def _rows(rows: list[_Row]) -> tuple[list[str], dict[str, list[Any]], int] | None:
-    """``[{id, features}, ...]`` as ids and one column per feature (None where a row lacks it)."""
+    """``[{id, features}, ...]`` as ids and one column per feature (None where a row lacks it).
+    Rows that all have the first row's names (the usual request) are turned in one C pass."""
     if not rows:
         return None
+    if _speedups is not None:
+        turned = _speedups.rows_to_columns(rows)
+        if turned is not None:
+            return turned
     ids: list[str] = list(map(_get_id, rows))
     found: list[dict[str, Any] | UnsetType] = list(map(_get_features, rows))
     try:  # every row has "features" (the usual request): no pass looks for UNSET

@@ -46,6 +46,11 @@ from service.contracts.feature_spec import (
 )
 from service.contracts.hashing import stable_hash, stable_hash_integers
 
+try:
+    from service import _speedups
+except ImportError:  # built without a C compiler: numpy does every column
+    _speedups = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 GROUP_NAMES: dict[Side, str] = {
@@ -80,9 +85,27 @@ class _Encoder:
         buckets = feature.buckets if feature.encoding == "hash" else None
         self.buckets = None if buckets is None else np.uint64(buckets)
         self.index = {value: i + 1 for i, value in enumerate(feature.vocabulary or [])}
+        # what the C twin takes: the vocabulary, or None and the bucket count
+        self._native_args = (None, buckets) if buckets is not None else (self.index, 0)
+
+    def encode_list(self, values: list[Any]) -> npt.NDArray[np.int64] | None:
+        """The codes of a plain list of ids (str, or int within int64) in one C pass, exactly what
+        :meth:`encode` gives; None without the C extension or when an element needs the general
+        path (missing, bool, float, a list, a string numpy hashes otherwise)."""
+        if _speedups is None:
+            return None
+        written = _speedups.encode_ids(values, *self._native_args)
+        return None if written is None else np.frombuffer(written, dtype=np.int64)
 
     def encode(self, ids: Ids) -> npt.NDArray[np.int64]:
-        """Integer ids hash from their digits (no strings built); other ids from their UTF-8."""
+        """Integer ids hash from their digits (no strings built); other ids from their UTF-8.
+        Integer ids, and string ids held as Python objects, go through the C twin when built."""
+        if _speedups is not None:
+            plain = ids.integers if ids.integers is not None else ids.text
+            if plain is not None and (plain.dtype.kind in "iu" or plain.dtype == object):
+                codes = self.encode_list(plain.tolist())
+                if codes is not None:
+                    return codes
         if self.buckets is not None:
             if ids.integers is not None:
                 hashes = stable_hash_integers(ids.integers)
@@ -253,6 +276,10 @@ class FeatureTransform:
         out = np.zeros(n_rows, dtype=np.int64)
         if column is None:
             return out
+        if type(column) is list:  # JSON values: every id valid is the usual request, one C pass
+            codes = self._encoders[feature.name].encode_list(column)
+            if codes is not None:
+                return codes
         ids = ids_of(column)
         self._check_missing(feature.required, ids.missing, field)
         self._check_ids(ids, field, row_of=None)

@@ -18,6 +18,7 @@ import onnxruntime as ort
 import orjson
 import pytest
 
+from service import rank_items
 from service.contracts.fusion import FUSION_FILE, FusionConfig, derive_objectives, fuse
 from service.contracts.transform import FeatureTransform
 from service.json_body import BodyLimits, parse_rank_request, validate_rank_request
@@ -152,9 +153,14 @@ def _plain_json(parsed: ParsedRank, output: RankOutput) -> bytes:
     ],
     ids=["plain", "escaped", "separators", "unicode"],
 )
+@pytest.mark.parametrize("writer", ["c", "python"])
 def test_answer_is_byte_for_byte_the_plain_dumps(
-    published_store: PublishedModel, ids: list[str]
+    published_store: PublishedModel, ids: list[str], writer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if writer == "c":
+        pytest.importorskip("service._speedups", reason="built without a C compiler")
+    else:  # as installed without a C compiler: the msgspec and token writers
+        monkeypatch.setattr(rank_items, "_speedups", None)
     registry = ModelRegistry(ModelStore(published_store.store_dir), published_store.model)
     registry.load()
     ranker = Ranker(registry)

@@ -1,0 +1,355 @@
+/* service._speedups: two hot loops of /rank in C, each with a pure-Python twin it must equal.
+ *
+ * encode_ids    a categorical column (a list of str / int ids) -> int64 codes, as
+ *               service.contracts.transform._Encoder.encode computes them (vocabulary lookup of the
+ *               canonical id, or 1 + FNV-1a 64 of its UTF-8 bytes modulo the buckets).
+ * write_items   the /rank "items" array from columns orjson already wrote, as
+ *               service.rank_items._tokens_json interleaves them.
+ * rows_to_columns  decoded /rank candidate rows -> ids and one list per feature, as
+ *               service.rank_body._rows turns them.
+ *
+ * Both decline (return None) whatever they are not sure of, and the Python code takes over: an
+ * element that is not an exact str or an int within int64 (None, bool, float, a list), a string
+ * with a lone surrogate or a trailing NUL character, a token stream that is not what orjson writes.
+ * tests/service/contracts/test_speedups.py checks both against their Python twins.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv1a(const char *bytes, Py_ssize_t size) {
+    uint64_t hash = FNV_OFFSET;
+    for (Py_ssize_t k = 0; k < size; k++) {
+        hash ^= (unsigned char)bytes[k];
+        hash *= FNV_PRIME;
+    }
+    return hash;
+}
+
+/* The code of one id, or -1 with no exception when the Python path must decide, or -2 with an
+ * exception set. */
+static long long encode_one(PyObject *value, PyObject *vocabulary, unsigned long long buckets) {
+    char digits[24];
+    const char *text;
+    Py_ssize_t size;
+    PyObject *key = NULL;
+    long long code;
+    if (PyLong_CheckExact(value)) {
+        int overflow = 0;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow != 0) return -1; /* past int64: the Python path keeps it as decimal text */
+        if (number == -1 && PyErr_Occurred()) return -2;
+        if (vocabulary == Py_None) {
+            size = (Py_ssize_t)snprintf(digits, sizeof digits, "%lld", number);
+            return (long long)(1 + fnv1a(digits, size) % buckets);
+        }
+        key = PyObject_Str(value); /* the canonical id: the integer in decimal */
+        if (key == NULL) return -2;
+    } else if (PyUnicode_CheckExact(value)) {
+        if (vocabulary == Py_None) {
+            text = PyUnicode_AsUTF8AndSize(value, &size);
+            if (text == NULL) { /* a lone surrogate: numpy's encoder passes it through */
+                PyErr_Clear();
+                return -1;
+            }
+            if (size > 0 && text[size - 1] == '\0') return -1; /* numpy drops trailing NULs */
+            return (long long)(1 + fnv1a(text, size) % buckets);
+        }
+        key = Py_NewRef(value);
+    } else {
+        return -1;
+    }
+    PyObject *found = PyDict_GetItemWithError(vocabulary, key); /* borrowed */
+    Py_DECREF(key);
+    if (found == NULL) return PyErr_Occurred() ? -2 : 0; /* unknown id: index 0 */
+    code = PyLong_AsLongLong(found);
+    if (code == -1 && PyErr_Occurred()) return -2;
+    return code;
+}
+
+PyDoc_STRVAR(encode_ids_doc,
+"encode_ids(values: list, vocabulary: dict[str, int] | None, buckets: int) -> bytearray | None\n\n"
+"int64 codes of a list of ids in native byte order: ``vocabulary.get(canonical id, 0)``, or\n"
+"with no vocabulary ``1 + fnv1a64(utf8(canonical id)) % buckets``. None when an element is not an\n"
+"exact str or an int within int64, or is a string numpy would hash differently.");
+
+static PyObject *encode_ids(PyObject *module, PyObject *args) {
+    PyObject *values, *vocabulary;
+    unsigned long long buckets;
+    if (!PyArg_ParseTuple(args, "O!OK", &PyList_Type, &values, &vocabulary, &buckets)) return NULL;
+    if (vocabulary != Py_None && !PyDict_Check(vocabulary)) {
+        PyErr_SetString(PyExc_TypeError, "vocabulary must be a dict or None");
+        return NULL;
+    }
+    if (vocabulary == Py_None && buckets == 0) {
+        PyErr_SetString(PyExc_ValueError, "buckets must be positive");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL) return NULL;
+    int64_t *codes = (int64_t *)PyByteArray_AS_STRING(out);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        long long code = encode_one(PyList_GET_ITEM(values, k), vocabulary, buckets);
+        if (code < 0) {
+            Py_DECREF(out);
+            if (code == -2) return NULL;
+            Py_RETURN_NONE;
+        }
+        codes[k] = (int64_t)code;
+    }
+    return out;
+}
+
+/* --- write_items ------------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *at;  /* next unread byte */
+    const char *end; /* one past the array's closing bracket */
+} Tokens;
+
+/* Open a JSON array as orjson writes it: "[" ... "]" with no spaces. */
+static int tokens_open(Tokens *tokens, PyObject *written) {
+    const char *data = PyBytes_AS_STRING(written);
+    Py_ssize_t size = PyBytes_GET_SIZE(written);
+    if (size < 2 || data[0] != '[' || data[size - 1] != ']') return 0;
+    tokens->at = data + 1;
+    tokens->end = data + size - 1;
+    return 1;
+}
+
+/* The next number token: up to the next comma or the end. */
+static int next_number(Tokens *tokens, const char **start, Py_ssize_t *size) {
+    const char *at = tokens->at;
+    if (at >= tokens->end) return 0;
+    const char *stop = memchr(at, ',', (size_t)(tokens->end - at));
+    if (stop == NULL) stop = tokens->end;
+    if (stop == at) return 0;
+    *start = at;
+    *size = stop - at;
+    tokens->at = stop < tokens->end ? stop + 1 : stop;
+    return 1;
+}
+
+/* The next string token, quotes included: from '"' to the next unescaped '"'. */
+static int next_string(Tokens *tokens, const char **start, Py_ssize_t *size) {
+    const char *at = tokens->at;
+    if (at >= tokens->end || *at != '"') return 0;
+    const char *p = at + 1;
+    while (p < tokens->end) {
+        if (*p == '\\') {
+            p += 2;
+            continue;
+        }
+        if (*p == '"') break;
+        p++;
+    }
+    if (p >= tokens->end) return 0;
+    p++; /* past the closing quote */
+    *start = at;
+    *size = p - at;
+    if (p < tokens->end) {
+        if (*p != ',') return 0;
+        p++;
+    }
+    tokens->at = p;
+    return 1;
+}
+
+PyDoc_STRVAR(write_items_doc,
+"write_items(ids: bytes, columns: list[bytes], pieces: list[bytes]) -> bytes | None\n\n"
+"``[item, ...]`` where item k is pieces[0] + id k + pieces[1] + rank k (from 1) + pieces[2] +\n"
+"column 0's token k + pieces[3] + column 1's token k ... + pieces[-1]. ``ids`` is orjson's JSON of\n"
+"the id list, each column orjson's JSON of a number array; None when they do not hold as many\n"
+"tokens as ids.");
+
+static PyObject *write_items(PyObject *module, PyObject *args) {
+    PyObject *ids, *columns, *pieces;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyBytes_Type, &ids, &PyList_Type, &columns,
+                          &PyList_Type, &pieces))
+        return NULL;
+    Py_ssize_t n_columns = PyList_GET_SIZE(columns);
+    if (PyList_GET_SIZE(pieces) != n_columns + 3) {
+        PyErr_SetString(PyExc_ValueError, "pieces must number len(columns) + 3");
+        return NULL;
+    }
+    for (Py_ssize_t c = 0; c < n_columns; c++) {
+        if (!PyBytes_CheckExact(PyList_GET_ITEM(columns, c))) {
+            PyErr_SetString(PyExc_TypeError, "columns must be bytes");
+            return NULL;
+        }
+    }
+    Py_ssize_t fixed = 0;
+    for (Py_ssize_t p = 0; p < n_columns + 3; p++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, p);
+        if (!PyBytes_CheckExact(piece)) {
+            PyErr_SetString(PyExc_TypeError, "pieces must be bytes");
+            return NULL;
+        }
+        fixed += PyBytes_GET_SIZE(piece);
+    }
+    Tokens id_tokens;
+    Tokens *number_tokens = PyMem_Malloc(sizeof(Tokens) * (size_t)(n_columns ? n_columns : 1));
+    if (number_tokens == NULL) return PyErr_NoMemory();
+    Py_ssize_t variable = PyBytes_GET_SIZE(ids);
+    int ok = tokens_open(&id_tokens, ids);
+    for (Py_ssize_t c = 0; ok && c < n_columns; c++) {
+        PyObject *column = PyList_GET_ITEM(columns, c);
+        ok = tokens_open(&number_tokens[c], column);
+        variable += PyBytes_GET_SIZE(column);
+    }
+    if (!ok) {
+        PyMem_Free(number_tokens);
+        Py_RETURN_NONE;
+    }
+    /* an upper bound: every item's fixed pieces, ids and numbers (their separators included), a
+     * rank of at most 20 digits and a separating comma */
+    Py_ssize_t items = 0;
+    for (const char *p = id_tokens.at; p < id_tokens.end; p++) items += (*p == '"');
+    items = items / 2 + 1;
+    Py_ssize_t capacity = 2 + variable + items * (fixed + 21);
+    char *buffer = PyMem_Malloc((size_t)capacity);
+    if (buffer == NULL) {
+        PyMem_Free(number_tokens);
+        return PyErr_NoMemory();
+    }
+    char *out = buffer;
+    *out++ = '[';
+    const char *token;
+    Py_ssize_t size;
+    unsigned long long rank = 0;
+    while (id_tokens.at < id_tokens.end) {
+        if (!next_string(&id_tokens, &token, &size)) goto decline;
+        if (rank) *out++ = ',';
+        rank++;
+        PyObject *piece = PyList_GET_ITEM(pieces, 0);
+        memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
+        out += PyBytes_GET_SIZE(piece);
+        memcpy(out, token, (size_t)size);
+        out += size;
+        piece = PyList_GET_ITEM(pieces, 1);
+        memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
+        out += PyBytes_GET_SIZE(piece);
+        out += snprintf(out, 21, "%llu", rank);
+        for (Py_ssize_t c = 0; c < n_columns; c++) {
+            if (!next_number(&number_tokens[c], &token, &size)) goto decline;
+            piece = PyList_GET_ITEM(pieces, 2 + c);
+            memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
+            out += PyBytes_GET_SIZE(piece);
+            memcpy(out, token, (size_t)size);
+            out += size;
+        }
+        piece = PyList_GET_ITEM(pieces, n_columns + 2);
+        memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
+        out += PyBytes_GET_SIZE(piece);
+    }
+    for (Py_ssize_t c = 0; c < n_columns; c++) {
+        if (number_tokens[c].at < number_tokens[c].end) goto decline; /* more numbers than ids */
+    }
+    *out++ = ']';
+    PyObject *result = PyBytes_FromStringAndSize(buffer, out - buffer);
+    PyMem_Free(buffer);
+    PyMem_Free(number_tokens);
+    return result;
+decline:
+    PyMem_Free(buffer);
+    PyMem_Free(number_tokens);
+    Py_RETURN_NONE;
+}
+
+/* --- rows_to_columns -------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(rows_to_columns_doc,
+"rows_to_columns(rows: list) -> tuple[list[str], dict[str, list], int] | None\n\n"
+"The candidates' ids, one list per feature (the first row's names, in its order) and the object\n"
+"keys the rows hold (each row's id and features and its feature names). Each row has ``id`` and\n"
+"``features`` attributes, features a dict. None when a row has no features dict or other names\n"
+"than the first row: the Python path handles those.");
+
+static PyObject *rows_to_columns(PyObject *module, PyObject *args) {
+    PyObject *rows;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &rows)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (n == 0) Py_RETURN_NONE;
+    static PyObject *id_name = NULL, *features_name = NULL;
+    if (id_name == NULL) {
+        id_name = PyUnicode_InternFromString("id");
+        features_name = PyUnicode_InternFromString("features");
+        if (id_name == NULL || features_name == NULL) return NULL;
+    }
+    PyObject *ids = PyList_New(n);
+    PyObject *first = PyObject_GetAttr(PyList_GET_ITEM(rows, 0), features_name);
+    PyObject *names = NULL, *columns = NULL, *result = NULL;
+    if (ids == NULL || first == NULL) goto done;
+    if (!PyDict_CheckExact(first)) goto decline;
+    names = PyDict_Keys(first);
+    if (names == NULL) goto done;
+    Py_ssize_t width = PyList_GET_SIZE(names);
+    columns = PyList_New(width);
+    if (columns == NULL) goto done;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyObject *column = PyList_New(n);
+        if (column == NULL) goto done;
+        PyList_SET_ITEM(columns, j, column);
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *row = PyList_GET_ITEM(rows, k);
+        PyObject *id = PyObject_GetAttr(row, id_name);
+        if (id == NULL) goto done;
+        PyList_SET_ITEM(ids, k, id);
+        PyObject *features = PyObject_GetAttr(row, features_name);
+        if (features == NULL) goto done;
+        int same = PyDict_CheckExact(features) && PyDict_GET_SIZE(features) == width;
+        for (Py_ssize_t j = 0; same && j < width; j++) {
+            PyObject *value = PyDict_GetItemWithError(features, PyList_GET_ITEM(names, j));
+            if (value == NULL) {
+                same = 0;
+                if (PyErr_Occurred()) {
+                    Py_DECREF(features);
+                    goto done;
+                }
+                break;
+            }
+            PyList_SET_ITEM(PyList_GET_ITEM(columns, j), k, Py_NewRef(value));
+        }
+        Py_DECREF(features);
+        if (!same) goto decline;
+    }
+    PyObject *by_name = PyDict_New();
+    if (by_name == NULL) goto done;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        if (PyDict_SetItem(by_name, PyList_GET_ITEM(names, j), PyList_GET_ITEM(columns, j)) < 0) {
+            Py_DECREF(by_name);
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(ONn)", ids, by_name, 2 * n + n * width);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    /* a list not yet filled holds NULLs, which its deallocation skips */
+    Py_XDECREF(ids);
+    Py_XDECREF(first);
+    Py_XDECREF(names);
+    Py_XDECREF(columns);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"rows_to_columns", rows_to_columns, METH_VARARGS, rows_to_columns_doc},
+    {"encode_ids", encode_ids, METH_VARARGS, encode_ids_doc},
+    {"write_items", write_items, METH_VARARGS, write_items_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "service._speedups",
+    "Hot loops of /rank in C; see the source's header.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

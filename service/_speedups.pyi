@@ -1,0 +1,9 @@
+"""Types of the C extension built from service/_speedups.c (see its header for what each does)."""
+
+from typing import Any
+
+def encode_ids(
+    values: list[object], vocabulary: dict[str, int] | None, buckets: int, /
+) -> bytearray | None: ...
+def write_items(ids: bytes, columns: list[bytes], pieces: list[bytes], /) -> bytes | None: ...
+def rows_to_columns(rows: list[Any], /) -> tuple[list[str], dict[str, list[Any]], int] | None: ...

@@ -1,0 +1,18 @@
+"""Build hook for the one C extension, ``service._speedups`` (everything else is in pyproject.toml).
+
+The extension is optional: without a C compiler the install still succeeds and the service runs the
+pure-Python twins of its two functions (same outputs, slower; see service/_speedups.c).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "service._speedups",
+            ["service/_speedups.c"],
+            optional=True,
+            extra_compile_args=["-O2"],
+        )
+    ]
+)
