@@ -4,7 +4,8 @@ Every body runs through both: ``validate_rank_request`` (pydantic, the source of
 and ``parse_fast``. A body pydantic refuses must be declined by the fast path (``None``); a body both
 accept must give the same engine input. The corpus is the HTTP bad-input table
 (``tests/service/api/test_bad_input.py``), raw JSON the two parsers could read differently, and
-seeded random mutations of a valid body.
+seeded random mutations of a valid body. Every test runs twice: with the C twin of the rows-to-columns
+pass (``service._speedups``) and as installed without a C compiler.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from service import rank_body
 from service.errors import RankError
 from service.json_body import BodyLimits, parse_rank_request, validate_rank_request
 from service.rank_body import FIELDS, ParsedRank, from_request, parse_fast
@@ -26,6 +28,15 @@ from tests.service.api.test_bad_input import CASES, MARK, _columnar
 
 LIMITS = BodyLimits(max_candidates=50, max_sequence_length=40)
 Body = dict[str, Any]
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def rows_to_columns(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows become columns in C (when built), then in Python."""
+    if request.param == "python":
+        monkeypatch.setattr(rank_body, "_speedups", None)
+    elif rank_body._speedups is None:
+        pytest.skip("service._speedups not built (no C compiler)")
 
 
 def example() -> Body:
