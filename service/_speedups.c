@@ -212,11 +212,13 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
     for (const char *p = id_tokens.at; p < id_tokens.end; p++) items += (*p == '"');
     items = items / 2 + 1;
     Py_ssize_t capacity = 2 + variable + items * (fixed + 21);
-    char *buffer = PyMem_Malloc((size_t)capacity);
-    if (buffer == NULL) {
+    /* written straight into the answer's bytes object, shrunk to size at the end (no copy) */
+    PyObject *result = PyBytes_FromStringAndSize(NULL, capacity);
+    if (result == NULL) {
         PyMem_Free(number_tokens);
-        return PyErr_NoMemory();
+        return NULL;
     }
+    char *buffer = PyBytes_AS_STRING(result);
     char *out = buffer;
     *out++ = '[';
     const char *token;
@@ -251,12 +253,11 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
         if (number_tokens[c].at < number_tokens[c].end) goto decline; /* more numbers than ids */
     }
     *out++ = ']';
-    PyObject *result = PyBytes_FromStringAndSize(buffer, out - buffer);
-    PyMem_Free(buffer);
     PyMem_Free(number_tokens);
+    if (_PyBytes_Resize(&result, out - buffer) < 0) return NULL;
     return result;
 decline:
-    PyMem_Free(buffer);
+    Py_DECREF(result);
     PyMem_Free(number_tokens);
     Py_RETURN_NONE;
 }
