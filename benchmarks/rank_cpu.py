@@ -3,6 +3,7 @@
     python benchmarks/rank_cpu.py --work runs/bench-serving --model default \
         [--baseline-src OTHER_TREE] [--sizes 100 500 2000] [--requests 400] [--rounds 5]
     python benchmarks/rank_cpu.py --work runs/bench-serving --model default --profile 500
+    python benchmarks/rank_cpu.py --work runs/bench-serving --instructions [--baseline-src TREE]
 
 Measures what a busy shared machine cannot blur much: the CPU time the server process spends per
 request (``/proc/PID/task/*/schedstat``, nanoseconds on a CPU, summed over the server's threads),
@@ -15,6 +16,9 @@ between them, and the figures are medians over rounds. The request bodies are th
 Per size it prints the server CPU per request, the part of it spent in the two graphs (the
 response's ``explain.timings``: user + candidate graph, wall time inside the server, so on a busy
 machine an upper bound) and what is left outside the model; with a baseline, the ratios.
+
+``--instructions``: instructions per request in the server instead, counted by callgrind (valgrind;
+the same counts whatever else the machine runs), each tree in turn.
 
 ``--profile N``: cProfile of the app in process (no sockets, no uvicorn) over requests of N
 candidates, driven through its ASGI interface; the top functions by own time.
@@ -101,17 +105,18 @@ class Client:
 class Server:
     """``python -m service serve`` from ``src`` on a free port."""
 
-    def __init__(self, src: Path, store: Path, probe: bytes) -> None:
+    def __init__(self, src: Path, store: Path, probe: bytes, prefix: tuple[str, ...] = ()) -> None:
         self.src = src
         self.port = free_port()
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
-        command = [sys.executable, "-m", "service", "serve", "--store", str(store), "--model",
-                   "feed", "--port", str(self.port)]  # fmt: skip
+        command = [*prefix, sys.executable, "-m", "service", "serve", "--store", str(store),
+                   "--model", "feed", "--port", str(self.port)]  # fmt: skip
         env = {**os.environ, **ENV, "PYTHONPATH": str(src)}
         self.process = subprocess.Popen(
             command, cwd=src, env=env, stdout=self.log, stderr=self.log, start_new_session=True
         )
-        deadline = time.monotonic() + 180
+        wait = 900 if prefix else 180  # under valgrind the start alone takes minutes
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.log.seek(0)
@@ -127,7 +132,7 @@ class Server:
             time.sleep(0.5)
         else:
             self.stop()
-            raise RuntimeError(f"server from {src} did not answer within 180 s")
+            raise RuntimeError(f"server from {src} did not answer within {wait} s")
         self.client = Client(self.port)
 
     def cpu_ns(self) -> int:
@@ -224,6 +229,54 @@ def compare(args: argparse.Namespace) -> None:
                   f"({old['outside_us']:.0f} -> {new['outside_us']:.0f} us)")  # fmt: skip
 
 
+def instructions(args: argparse.Namespace) -> None:
+    """Instructions per request in the server, counted by callgrind: repeatable on a busy machine."""
+    model = prepared(args.work, args.model)
+    sizes = {n: bodies(model, n)[args.form] for n in args.sizes}
+    probe = bodies(model, 5)["list"]
+    trees = {"this": ROOT}
+    if args.baseline_src is not None:
+        trees["baseline"] = args.baseline_src.resolve()
+    counts: dict[str, dict[int, float]] = {}
+    with tempfile.TemporaryDirectory() as out:
+        for name, src in trees.items():
+            prefix = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/{name}.%p")
+            print(f"starting {name} under callgrind (minutes)", file=sys.stderr, flush=True)
+            server = Server(src, model.store, probe, prefix)
+            counts[name] = {}
+            try:
+                for n, body in sizes.items():
+                    for _ in range(5):  # warm up this size
+                        server.client.rank(body)
+                    control = ["callgrind_control", str(server.process.pid)]
+                    subprocess.run([*control[:1], "-z", *control[1:]], check=True,
+                                   capture_output=True)  # fmt: skip
+                    for _ in range(args.instruction_requests):
+                        server.client.rank(body)
+                    before = set(Path(out).glob(f"{name}.*"))
+                    subprocess.run([*control[:1], "-d", *control[1:]], check=True,
+                                   capture_output=True)  # fmt: skip
+                    dump = max(set(Path(out).glob(f"{name}.*")) - before, key=os.path.getmtime)
+                    totals = next(
+                        line for line in dump.read_text().splitlines()
+                        if line.startswith(("totals:", "summary:"))
+                    )  # fmt: skip
+                    counts[name][n] = int(totals.split()[1]) / args.instruction_requests
+                    print(f"{name} N={n}: {counts[name][n] / 1e6:.2f} M instructions per request",
+                          file=sys.stderr, flush=True)  # fmt: skip
+            finally:
+                server.stop()
+    print(f"model {args.model}, {args.form} bodies, instructions per /rank in the server "
+          f"(callgrind, {args.instruction_requests} requests per size after 5 warm-up)")  # fmt: skip
+    print("| N | " + " | ".join(trees) + (" | baseline / this |" if len(trees) > 1 else " |"))
+    print("|---" * (len(trees) + 1 + (len(trees) > 1)) + "|")
+    for n in sizes:
+        row = [f"{counts[t][n] / 1e6:.2f} M" for t in trees]
+        if len(trees) > 1:
+            row.append(f"{counts['baseline'][n] / counts['this'][n]:.2f}x")
+        print(f"| {n} | " + " | ".join(row) + " |")
+
+
 class _OneRequest:
     """The ASGI receive and send of one in-process request with a fixed body."""
 
@@ -311,9 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", type=int, metavar="N", help="cProfile the app in process")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per request with callgrind instead (valgrind)")  # fmt: skip
+    parser.add_argument("--instruction-requests", type=int, default=20)
     args = parser.parse_args(argv)
     if args.profile is not None:
         profile(args)
+    elif args.instructions:
+        instructions(args)
     else:
         compare(args)
     return 0
