@@ -1,6 +1,6 @@
 """/rank against its model and against other ways to serve it, in one run: one table of ratios + a PNG.
 
-    python benchmarks/serving_compare.py --out docs/benchmarks/serving/compare     # ~15 min
+    python benchmarks/serving_compare.py --out docs/benchmarks/serving/compare     # ~25 min
     python benchmarks/serving_compare.py --quick --models default --out /tmp/x    # smoke
 
 For the default preset and the large one (50-long history with attention, 8 experts of (256, 128)),
@@ -13,7 +13,8 @@ trained on the simulator into ``--work`` (reused when present), at each candidat
 5. ``litserve`` / ``litserve_unsplit``: LitServe serving the split pair / the one graph behind
    mtrank's parse and transform (``benchmarks/serving_apps.py`` says why LitServe and how).
 
-Latency: one client, keep-alive, p50 over ``--seconds``. Throughput at 500 candidates: closed loop at
+Latency: one client, keep-alive, p50 over ``--seconds``, in ``--rounds`` rounds (each with its own
+floor, the systems in a rotated order; medians over rounds, and each round's e2e / graphs). Throughput at 500 candidates: closed loop at
 concurrency 1, 2, 4, 8; "throughput at equal p99" is each system's best throughput whose p99 stays
 within the naive service's p99 at its own best throughput (linear between measured points). Plus the
 candidate graph's GFLOP/s against single-core sgemm, mtrank on 2 workers against 1 (load generator
@@ -172,35 +173,66 @@ def at_p99(points: list[dict[str, Any]], bound: float) -> float:
 
 
 def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure of one model. Latency is measured in ``args.rounds`` rounds, each with its own
+    floor and the systems in a rotated order, and reported as medians over rounds (with each
+    round's e2e / graphs ratio): on a shared virtual machine the host's speed drifts by 20 % and
+    more within minutes, and a single pass would compare systems measured at different speeds."""
     loaded = load(model)
     sizes = {n: bodies(model, n) for n in args.sizes}
     probe = bodies(model, 5)["list"]
-    out: dict[str, Any] = {"floor": {}, "latency": {}, "throughput": {}}
-    for n, body in sizes.items():
-        out["floor"][n] = floor(loaded, body["list"], args.repeat, model.unsplit)
+    floors: list[dict[int, dict[str, float]]] = []
+    latency: dict[str, dict[int, list[dict[str, Any]]]] = {
+        s: {n: [] for n in sizes} for s in args.systems
+    }
+    out: dict[str, Any] = {"throughput": {}}
+    for round_ in range(args.rounds):
+        floors.append({n: floor(loaded, body["list"], args.repeat, model.unsplit)
+                       for n, body in sizes.items()})  # fmt: skip
+        shift = round_ % len(args.systems)
+        for system in [*args.systems[shift:], *args.systems[:shift]]:
+            last = round_ == args.rounds - 1
+            service = start(system, model, probe)
+            try:
+                for n, body in sizes.items():
+                    form = "columnar" if system == "mtrank_columnar" else "list"
+                    result = load_run(service.port, body[form], args.seconds)
+                    latency[system][n].append(result)
+                    print(f"  {model.name} round {round_ + 1}/{args.rounds} {system:>16} n={n:<5} "
+                          f"p50 {result['p50']:7.2f} ms", flush=True)  # fmt: skip
+                if last and system != "mtrank_columnar" and args.throughput_size in sizes:
+                    busy = sizes[args.throughput_size]["list"]
+                    points = [load_run(service.port, busy, args.seconds, concurrency=c)
+                              for c in args.concurrency]  # fmt: skip
+                    out["throughput"][system] = points
+                if last and system == "mtrank":
+                    out["rss_mib"] = service.rss_mib()
+            finally:
+                service.stop()
+    out["floor"] = {
+        n: {k: float(np.median([f[n][k] for f in floors])) for k in floors[0][n]} for n in sizes
+    }
+    out["latency"] = {
+        system: {
+            n: {
+                "p50": float(np.median([r["p50"] for r in runs])),
+                "p99": float(np.median([r["p99"] for r in runs])),
+                "p50_rounds": [r["p50"] for r in runs],
+            }
+            for n, runs in by_size.items()
+        }
+        for system, by_size in latency.items()
+    }
+    if "mtrank" in latency:
+        out["graphs_ratio_rounds"] = {
+            n: [
+                r["p50"] / f[n]["graphs"] for r, f in zip(latency["mtrank"][n], floors, strict=True)
+            ]
+            for n in sizes
+        }
     flops = candidate_flops(model.store / "feed" / loaded.version / "candidates.onnx")
     top = max(args.sizes)
     out["gflops"] = flops * top / (out["floor"][top]["candidate_graph"] * 1e-3) / 1e9
     out["flops_per_candidate"] = flops
-    for system in args.systems:
-        service = start(system, model, probe)
-        try:
-            for n, body in sizes.items():
-                form = "columnar" if system == "mtrank_columnar" else "list"
-                result = load_run(service.port, body[form], args.seconds)
-                out["latency"].setdefault(system, {})[n] = result
-                print(
-                    f"  {model.name} {system:>16} n={n:<5} p50 {result['p50']:7.2f} ms", flush=True
-                )
-            if system != "mtrank_columnar" and args.throughput_size in sizes:
-                busy = sizes[args.throughput_size]["list"]
-                points = [load_run(service.port, busy, args.seconds, concurrency=c)
-                          for c in args.concurrency]  # fmt: skip
-                out["throughput"][system] = points
-            if system == "mtrank":
-                out["rss_mib"] = service.rss_mib()
-        finally:
-            service.stop()
     if args.two_core and args.throughput_size in sizes:
         out["two_core"] = two_core(model, probe, sizes[args.throughput_size]["list"], args)
     return out
@@ -267,6 +299,13 @@ def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
             for other in ("naive", "unsplit", "litserve", "litserve_unsplit"):
                 cells.append(_ratio(lat.get(other, {}).get(n, {}).get("p50", np.nan), m))
             lines.append("| " + " | ".join(cells) + " |")
+        rounds = r.get("graphs_ratio_rounds", {})
+        if rounds and len(next(iter(rounds.values()))) > 1:
+            spread = "; ".join(
+                f"N={n} " + ", ".join(f"{x:.2f}x" for x in v) for n, v in rounds.items()
+            )
+            lines += ["", f"medians over {len(next(iter(rounds.values())))} rounds; mtrank list / "
+                      f"graphs in each round: {spread}"]  # fmt: skip
         lines.append("")
         tp = r["throughput"]
         if "naive" in tp and "mtrank" in tp:
@@ -340,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 2000])
     parser.add_argument("--throughput-size", type=int, default=500)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="latency rounds (medians reported)")
     parser.add_argument("--repeat", type=int, default=200, help="floor: runs per median")
     parser.add_argument("--rows", type=int, default=100_000, help="simulator rows to train on")
     parser.add_argument("--epochs", type=int, help="override the presets' epochs")
@@ -348,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="seconds 0.5, sizes 20 50, for CI")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.repeat, args.concurrency = 0.5, 5, [1, 2]
+        args.seconds, args.repeat, args.concurrency, args.rounds = 0.5, 5, [1, 2], 1
         args.sizes, args.throughput_size = [20, 50], 50
     args.out.mkdir(parents=True, exist_ok=True)
     load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
