@@ -17,8 +17,9 @@ Latency: one client, keep-alive, p50 over ``--seconds``, in ``--rounds`` rounds 
 floor, the systems in a rotated order; medians over rounds, and each round's e2e / graphs). Throughput at 500 candidates: closed loop at
 concurrency 1, 2, 4, 8; "throughput at equal p99" is each system's best throughput whose p99 stays
 within the naive service's p99 at its own best throughput (linear between measured points). Plus the
-candidate graph's GFLOP/s against single-core sgemm, mtrank on 2 workers against 1 (load generator
-pinned to core 1, its own CPU time reported), latency at half of saturation, and worker RSS.
+candidate graph's GFLOP/s against single-core sgemm, mtrank on 2 workers against 1 (both served
+at once and saturated in alternation, ``--rounds`` times; load generator pinned to core 1, its own
+CPU time reported), latency at half of saturation, and worker RSS.
 Every service gets one process and one onnxruntime/torch thread unless said otherwise.
 """
 
@@ -241,19 +242,30 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
 def two_core(
     model: Prepared, probe: bytes, body: bytes, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """mtrank on 1 and 2 workers: saturation throughput, then latency at half of it."""
+    """mtrank on 1 and 2 workers, both started at once and saturated in alternation for
+    ``args.rounds`` rounds (the median round of each is reported, every round's throughput kept),
+    then latency at half of its median saturation throughput."""
+    services = {workers: start("mtrank", model, probe, workers=workers) for workers in (1, 2)}
     result: dict[str, Any] = {}
-    for workers in (1, 2):
-        service = start("mtrank", model, probe, workers=workers)
-        try:
-            saturated = load_run(service.port, body, args.seconds * 2, concurrency=8)
-            half = load_run(service.port, body, args.seconds * 2, rate=saturated["throughput"] / 2)
+    try:
+        saturated: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        for _ in range(args.rounds):
+            for workers, service in services.items():
+                saturated[workers].append(
+                    load_run(service.port, body, args.seconds * 2, concurrency=8)
+                )
+        for workers, service in services.items():
+            runs = sorted(saturated[workers], key=lambda run: run["throughput"])
+            middle = runs[len(runs) // 2]
+            half = load_run(service.port, body, args.seconds * 2, rate=middle["throughput"] / 2)
             result[str(workers)] = {
-                "saturated": saturated,
+                "saturated": middle,
+                "saturated_rounds": [run["throughput"] for run in saturated[workers]],
                 "half": half,
                 "rss_mib": service.rss_mib(),
             }
-        finally:
+    finally:
+        for service in services.values():
             service.stop()
     return result
 
@@ -330,6 +342,10 @@ def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
                          f"at half of saturation ({half['throughput']:.0f} req/s) p50 {half['p50']:.2f} ms, p99 {half['p99']:.2f} ms "
                          f"(p99/p50 {half['p99'] / half['p50']:.2f}); load generator used {gen:.0%} of a core; "
                          f"RSS of 2 workers + parent {two['rss_mib']:.0f} MiB")  # fmt: skip
+            if len(two.get("saturated_rounds", [])) > 1:
+                pairs = zip(two["saturated_rounds"], one["saturated_rounds"], strict=True)
+                lines.append("2 workers / 1 worker in each round (alternating): "
+                             + ", ".join(f"{b / a:.2f}x" for b, a in pairs))  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 
