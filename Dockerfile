@@ -33,8 +33,10 @@ print('\n'.join(p['dependencies'] + [r for extra in extras for r in extra]))" > 
     && pip install -r /tmp/requirements.txt
 COPY README.md setup.py ./
 COPY service ./service
+# The C extension is optional for pip, required here; checked from / so that /src/service (the
+# sources, no built module) does not shadow the installed package.
 RUN pip install --no-deps . && pip check \
-    && python -c "import service._speedups" # the C extension is optional for pip: required here
+    && cd / && python -c "import service._speedups"
 # The serving image must never contain torch: fail the build if a dependency pulled it in. The installers
 # themselves are not needed at run time.
 RUN python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
