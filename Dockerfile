@@ -15,9 +15,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 # A C compiler for service/_speedups.c (the C twins of /rank's hottest loops); only this stage has it,
-# the runtime stage copies the built module.
+# the runtime stage copies the built module. python:3.11-slim ships Python's headers; a Debian-python
+# base does not, and gets them from python3-dev here.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && if ! python3 -c "import sysconfig, os, sys; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"; \
+       then apt-get install -y --no-install-recommends python3-dev; fi \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
