@@ -1,7 +1,7 @@
 """Build hook for the one C extension, ``service._speedups`` (everything else is in pyproject.toml).
 
 The extension is optional: without a C compiler the install still succeeds and the service runs the
-pure-Python twins of its two functions (same outputs, slower; see service/_speedups.c).
+pure-Python twins of its functions (same outputs, slower; see service/_speedups.c).
 """
 
 from setuptools import Extension, setup

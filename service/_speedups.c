@@ -1,4 +1,4 @@
-/* service._speedups: two hot loops of /rank in C, each with a pure-Python twin it must equal.
+/* service._speedups: hot loops of /rank in C, each with a pure-Python twin it must equal.
  *
  * encode_ids    a categorical column (a list of str / int ids) -> int64 codes, as
  *               service.contracts.transform._Encoder.encode computes them (vocabulary lookup of the
@@ -7,14 +7,20 @@
  *               service.rank_items._tokens_json interleaves them.
  * rows_to_columns  decoded /rank candidate rows -> ids and one list per feature, as
  *               service.rank_body._rows turns them.
+ * encode_sequences  a sequence column (lists of ids) -> the (rows, length) int64 codes
+ *               service.contracts.transform.FeatureTransform._sequence computes.
+ * plain_floats  a numeric column of exact ints and floats, all finite -> float64, as
+ *               service.contracts.coercion.numbers_of converts it.
  *
- * Both decline (return None) whatever they are not sure of, and the Python code takes over: an
+ * Each declines (returns None) whatever it is not sure of, and the Python code takes over: an
  * element that is not an exact str or an int within int64 (None, bool, float, a list), a string
- * with a lone surrogate or a trailing NUL character, a token stream that is not what orjson writes.
- * tests/service/contracts/test_speedups.py checks both against their Python twins.
+ * with a lone surrogate or a trailing NUL character, a token stream that is not what orjson writes,
+ * a number that is missing, not finite or of another type.
+ * tests/service/contracts/test_speedups.py checks each against its Python twin.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -28,6 +34,26 @@ static uint64_t fnv1a(const char *bytes, Py_ssize_t size) {
         hash *= FNV_PRIME;
     }
     return hash;
+}
+
+/* ``magnitude`` in decimal digits into ``out`` (at least 20 bytes); their count. snprintf's format
+ * parsing costs more than the hash of the digits or the copy of a token. */
+static Py_ssize_t write_digits(unsigned long long magnitude, char *out) {
+    char reversed[20];
+    Py_ssize_t count = 0, size = 0;
+    do {
+        reversed[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    while (count > 0) out[size++] = reversed[--count];
+    return size;
+}
+
+/* ``number`` in decimal as Python's str() writes it, into ``out`` (at least 21 bytes); its size. */
+static Py_ssize_t decimal(long long number, char *out) {
+    if (number >= 0) return write_digits((unsigned long long)number, out);
+    out[0] = '-';
+    return 1 + write_digits(0ULL - (unsigned long long)number, out + 1);
 }
 
 /* The code of one id, or -1 with no exception when the Python path must decide, or -2 with an
@@ -44,7 +70,7 @@ static long long encode_one(PyObject *value, PyObject *vocabulary, unsigned long
         if (overflow != 0) return -1; /* past int64: the Python path keeps it as decimal text */
         if (number == -1 && PyErr_Occurred()) return -2;
         if (vocabulary == Py_None) {
-            size = (Py_ssize_t)snprintf(digits, sizeof digits, "%lld", number);
+            size = decimal(number, digits);
             return (long long)(1 + fnv1a(digits, size) % buckets);
         }
         key = PyObject_Str(value); /* the canonical id: the integer in decimal */
@@ -103,6 +129,94 @@ static PyObject *encode_ids(PyObject *module, PyObject *args) {
         codes[k] = (int64_t)code;
     }
     return out;
+}
+
+PyDoc_STRVAR(encode_sequences_doc,
+"encode_sequences(rows: list, length: int, vocabulary: dict[str, int] | None, buckets: int)\n"
+"    -> bytearray | None\n\n"
+"A sequence column (a list of lists of ids) as a (rows, length) int64 matrix in native byte\n"
+"order: each row's last ``length`` codes (encode_ids' codes), from column 0, zeros after. None\n"
+"when a row is not an exact list or any element, kept or dropped, is one encode_ids declines.");
+
+static PyObject *encode_sequences(PyObject *module, PyObject *args) {
+    PyObject *rows, *vocabulary;
+    Py_ssize_t length;
+    unsigned long long buckets;
+    if (!PyArg_ParseTuple(args, "O!nOK", &PyList_Type, &rows, &length, &vocabulary, &buckets))
+        return NULL;
+    if (vocabulary != Py_None && !PyDict_Check(vocabulary)) {
+        PyErr_SetString(PyExc_TypeError, "vocabulary must be a dict or None");
+        return NULL;
+    }
+    if ((vocabulary == Py_None && buckets == 0) || length < 0) {
+        PyErr_SetString(PyExc_ValueError, "buckets and length must be positive");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * length * (Py_ssize_t)sizeof(int64_t));
+    if (out == NULL) return NULL;
+    int64_t *codes = (int64_t *)PyByteArray_AS_STRING(out);
+    memset(codes, 0, (size_t)(n * length) * sizeof(int64_t));
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyList_CheckExact(row)) goto decline;
+        Py_ssize_t size = PyList_GET_SIZE(row);
+        Py_ssize_t dropped = size > length ? size - length : 0; /* the tail is kept */
+        int64_t *line = codes + r * length;
+        for (Py_ssize_t k = 0; k < size; k++) { /* every element is checked, kept or not */
+            long long code = encode_one(PyList_GET_ITEM(row, k), vocabulary, buckets);
+            if (code < 0) {
+                Py_DECREF(out);
+                if (code == -2) return NULL;
+                Py_RETURN_NONE;
+            }
+            if (k >= dropped) line[k - dropped] = (int64_t)code;
+        }
+    }
+    return out;
+decline:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(plain_floats_doc,
+"plain_floats(values: list) -> bytearray | None\n\n"
+"A numeric column as float64 in native byte order, as numpy converts it, when every element is\n"
+"an exact float or int and finite as a float64. None otherwise (missing, bool, a string, NaN,\n"
+"Inf, an int past the float range): the Python path decides.");
+
+static PyObject *plain_floats(PyObject *module, PyObject *args) {
+    PyObject *values;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &values)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
+    if (out == NULL) return NULL;
+    double *floats = (double *)PyByteArray_AS_STRING(out);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *value = PyList_GET_ITEM(values, k);
+        double x;
+        if (PyFloat_CheckExact(value)) {
+            x = PyFloat_AS_DOUBLE(value);
+        } else if (PyLong_CheckExact(value)) {
+            x = PyLong_AsDouble(value); /* what numpy's float64 conversion of an int calls */
+            if (x == -1.0 && PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                PyErr_Clear();
+                goto decline;
+            }
+        } else {
+            goto decline;
+        }
+        if (!isfinite(x)) goto decline;
+        floats[k] = x;
+    }
+    return out;
+decline:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
 }
 
 /* --- write_items ------------------------------------------------------------------------------ */
@@ -236,7 +350,7 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
         piece = PyList_GET_ITEM(pieces, 1);
         memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
         out += PyBytes_GET_SIZE(piece);
-        out += snprintf(out, 21, "%llu", rank);
+        out += write_digits(rank, out);
         for (Py_ssize_t c = 0; c < n_columns; c++) {
             if (!next_number(&number_tokens[c], &token, &size)) goto decline;
             piece = PyList_GET_ITEM(pieces, 2 + c);
@@ -345,6 +459,8 @@ static PyMethodDef methods[] = {
     {"rows_to_columns", rows_to_columns, METH_VARARGS, rows_to_columns_doc},
     {"encode_ids", encode_ids, METH_VARARGS, encode_ids_doc},
     {"write_items", write_items, METH_VARARGS, write_items_doc},
+    {"encode_sequences", encode_sequences, METH_VARARGS, encode_sequences_doc},
+    {"plain_floats", plain_floats, METH_VARARGS, plain_floats_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -97,6 +97,18 @@ class _Encoder:
         written = _speedups.encode_ids(values, *self._native_args)
         return None if written is None else np.frombuffer(written, dtype=np.int64)
 
+    def encode_sequences(self, rows: list[Any], length: int) -> npt.NDArray[np.int64] | None:
+        """The ``(len(rows), length)`` codes of a plain list of id lists in one C pass (each row's
+        last ``length`` ids from column 0, zeros after), exactly what
+        :meth:`FeatureTransform._sequence` builds; None without the C extension or when a row is
+        not a list or an element needs the general path."""
+        if _speedups is None:
+            return None
+        written = _speedups.encode_sequences(rows, length, *self._native_args)
+        if written is None:
+            return None
+        return np.frombuffer(written, dtype=np.int64).reshape(len(rows), length)
+
     def encode(self, ids: Ids) -> npt.NDArray[np.int64]:
         """Integer ids hash from their digits (no strings built); other ids from their UTF-8.
         Integer ids, and string ids held as Python objects, go through the C twin when built."""
@@ -139,7 +151,7 @@ class _NumericPipeline:
 
     def apply(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if self.lo is not None or self.hi is not None:
-            x = np.clip(x, self.lo, self.hi)
+            x = _clip(x, self.lo, self.hi)
         if self.log1p:
             x = np.log1p(np.maximum(x, 0.0))
         if self.standard:
@@ -273,13 +285,13 @@ class FeatureTransform:
     ) -> npt.NDArray[np.int64]:
         field = _field(prefix, feature.name)
         column = self._column(feature.name, feature.required, columns, n_rows, field)
-        out = np.zeros(n_rows, dtype=np.int64)
         if column is None:
-            return out
+            return np.zeros(n_rows, dtype=np.int64)
         if type(column) is list:  # JSON values: every id valid is the usual request, one C pass
             codes = self._encoders[feature.name].encode_list(column)
             if codes is not None:
                 return codes
+        out = np.zeros(n_rows, dtype=np.int64)
         ids = ids_of(column)
         self._check_missing(feature.required, ids.missing, field)
         self._check_ids(ids, field, row_of=None)
@@ -297,9 +309,14 @@ class FeatureTransform:
 
     def _numbers(
         self, feature: NumericFeature | BucketizedFeature, column: Column, field: str
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_] | None]:
         """The column's floats and the rows to fill with the default (missing, or bad when
-        lenient); strict mode refuses wrong types and NaN / Inf naming the field and row."""
+        lenient; None when no row is); strict mode refuses wrong types and NaN / Inf naming the
+        field and row."""
+        if _speedups is not None and type(column) is list:  # JSON numbers, all finite: one C pass
+            written = _speedups.plain_floats(column)
+            if written is not None:
+                return np.frombuffer(written, dtype=np.float64), None
         numbers: Numbers = numbers_of(column)
         self._check_missing(feature.required, numbers.missing, field)
         if self.strict and numbers.invalid.any():
@@ -331,10 +348,13 @@ class FeatureTransform:
         field = _field(prefix, feature.name)
         column = self._column(feature.name, feature.required, columns, n_rows, field)
         buckets = self._buckets[feature.name]
+        fill: npt.NDArray[np.bool_] | None
         if column is None:
             x, fill = np.zeros(n_rows), np.ones(n_rows, dtype=np.bool_)
         else:
             x, fill = self._numbers(feature, column, field)
+            if fill is None:
+                fill = np.zeros(n_rows, dtype=np.bool_)
         if buckets.default is not None:  # missing = the default value, in its bucket
             x, fill = np.where(fill, buckets.default, x), np.zeros(n_rows, dtype=np.bool_)
         with np.errstate(invalid="ignore"):
@@ -348,6 +368,11 @@ class FeatureTransform:
         field = _field(prefix, feature.name)
         column = self._column(feature.name, feature.required, columns, n_rows, field)
         length = feature.max_length
+        encoder = self._encoders[feature.item_feature]
+        if type(column) is list:  # JSON lists of valid ids, the usual request: one C pass
+            codes = encoder.encode_sequences(column, length)
+            if codes is not None:
+                return codes
         out = np.zeros((n_rows, length), dtype=np.int64)
         if column is None:
             return out
@@ -364,7 +389,6 @@ class FeatureTransform:
             k = _first(seqs.elements.invalid)
             self._check_ids(seqs.elements, f"{field}[{int(position[k])}]", row_of=rows)
         codes = np.zeros(rows.shape[0], dtype=np.int64)
-        encoder = self._encoders[feature.item_feature]
         codes[seqs.elements.rows] = encoder.encode(seqs.elements)
         dropped = np.repeat(np.maximum(seqs.lengths - length, 0), seqs.lengths)  # keep the tail
         keep = position >= dropped
@@ -373,15 +397,27 @@ class FeatureTransform:
 
 
 def _scale(
-    pipeline: _NumericPipeline, x: npt.NDArray[np.float64], fill: npt.NDArray[np.bool_]
+    pipeline: _NumericPipeline, x: npt.NDArray[np.float64], fill: npt.NDArray[np.bool_] | None
 ) -> npt.NDArray[np.float32]:
-    """Scaled float32 values; ``fill`` rows take the pipeline's fill value."""
-    filled = bool(fill.any())  # usually no row: then no pass selects between value and fill
+    """Scaled float32 values; ``fill`` rows (None: no row) take the pipeline's fill value."""
     with np.errstate(all="ignore"):
-        values = pipeline.apply(np.where(fill, 0.0, x) if filled else x)
-    if filled:
-        values = np.where(fill, pipeline.fill, values)
-    return np.clip(values, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+        if fill is not None and fill.any():
+            values = np.where(fill, pipeline.fill, pipeline.apply(np.where(fill, 0.0, x)))
+        else:  # the usual column: no pass picks between value and fill
+            values = pipeline.apply(x)
+    return _clip(values, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+
+
+def _clip(
+    x: npt.NDArray[np.float64], lo: float | None, hi: float | None
+) -> npt.NDArray[np.float64]:
+    """``np.clip(x, lo, hi)`` (the same values, NaN kept) without its Python-level dispatch, which
+    costs more than the clipping itself on a request's short columns."""
+    if lo is not None:
+        x = np.maximum(x, lo)
+    if hi is not None:
+        x = np.minimum(x, hi)
+    return x
 
 
 def _check_sides(sides: Iterable[str]) -> frozenset[Side]:

@@ -132,6 +132,21 @@ def test_colons_in_strings_keep_the_fast_path_unless_escapes_hide_string_ends() 
     assert assert_agree(json.dumps(body).encode()) is not None
 
 
+def test_a_duplicate_key_in_a_large_body_is_seen() -> None:
+    """Large bodies count their colons another way (numpy); a repeated key still sends them to
+    the pydantic path, wherever it is."""
+    rows = [
+        b'{"id": "c%d", "features": {"x": %d, "y": "%s"}}' % (k, k, b"y" * 90) for k in range(50)
+    ]
+    head = b'{"user": {"id": "u"}, "candidates": ['
+    assert len(head + b", ".join(rows)) > 5_000
+    assert assert_agree(head + b", ".join(rows) + b"]}") is not None
+    for k in (0, 25, 49):
+        repeated = rows.copy()
+        repeated[k] = b'{"id": "c%d", "features": {"x": 1, "x": 2, "y": "y"}}' % k
+        assert assert_agree(head + b", ".join(repeated) + b"]}") is None
+
+
 TEMPLATE = (
     b'{"user": {"id": "u", "features": {"history": [1, 2]}}, '
     b'"candidates": [{"id": "a", "features": {"x": %s}}, {"id": "b"}]}'

@@ -1,9 +1,10 @@
-"""service._speedups, the C twins of two hot loops, against their Python twins.
+"""service._speedups, the C twins of the hot loops, against their Python twins.
 
 The C code only ever returns what the Python code returns, or declines (None) and lets Python
 decide: every id a column can hold (ints at and past int64's bounds, unicode, lone surrogates,
-trailing NULs, None, bool, floats, lists) goes through the shared transform with and without it, and
-the items writer is held to a plain ``orjson.dumps``.
+trailing NULs, None, bool, floats, lists) and every number (ints past float64's range, NaN, Inf,
+-0.0, bool, strings) goes through the shared transform with and without it, and the items writer is
+held to a plain ``orjson.dumps``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.contracts import transform as transform_module
-from service.contracts.transform import FeatureTransform, FeatureValueError
+from service.contracts.feature_spec import FeatureSpec
+from service.contracts.transform import FeatureTransform, FeatureValueError, _clip
 from tests.service.contracts.test_transform import fitted_spec
 
 try:
@@ -39,20 +41,58 @@ IDS = st.one_of(
 )
 
 
-def _transform(columns: dict[str, Any], n: int, strict: bool, sides: list[str]) -> Any:
-    transform = FeatureTransform(fitted_spec(), strict=strict)
+NUMBERS = st.one_of(
+    st.floats(width=64),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -0.0, 0.0, 2**53 + 1, 10**308, 2**1024, -(2**1024), 1e308, 5e-324]),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["1", [1.0]]),
+)
+
+
+def numbers_spec() -> FeatureSpec:
+    """Every numeric pipeline: clip + log1p + standard, none with a default, bucketized with
+    keep_value and with a default; and a sequence of hashed ids."""
+    stats = {"mean": 1.0, "std": 2.0, "clip_lo": 0.0, "clip_hi": 1e6}
+    return FeatureSpec.model_validate(
+        {
+            "name": "n",
+            "features": [
+                {"name": "item_hash", "side": "item", "kind": "categorical", "encoding": "hash"}
+                | {"buckets": 97},
+                {"name": "history", "side": "user", "kind": "sequence", "max_length": 4}
+                | {"item_feature": "item_hash"},
+                {"name": "price", "side": "item", "kind": "numeric", "log1p": True, "stats": stats},
+                {"name": "score", "side": "item", "kind": "numeric", "default": 3.0}
+                | {"normalize": "none", "stats": {"mean": 5.0, "std": 1.0, "clip_lo": -1.0}},
+                {"name": "gain", "side": "item", "kind": "bucketized", "boundaries": [0.0, 9.5]}
+                | {"keep_value": True, "stats": {"mean": 2.0, "std": 3.0}},
+                {"name": "stake", "side": "item", "kind": "bucketized", "boundaries": [1.0]}
+                | {"default": 7.0},
+            ],
+        }
+    )
+
+
+def _transform(
+    columns: dict[str, Any], n: int, strict: bool, sides: list[str], spec: FeatureSpec | None = None
+) -> Any:
+    transform = FeatureTransform(spec or fitted_spec(), strict=strict)
     try:
         return transform.transform_columns(columns, n, sides, "f")
     except FeatureValueError as exc:
         return ("refused", exc.field, exc.row, exc.problem)
 
 
-def _both(columns: dict[str, Any], n: int, strict: bool, sides: list[str]) -> tuple[Any, Any]:
+def _both(
+    columns: dict[str, Any], n: int, strict: bool, sides: list[str], spec: FeatureSpec | None = None
+) -> tuple[Any, Any]:
     """The transform's answer with the C twin, then as installed without a C compiler."""
-    with_c = _transform(columns, n, strict, sides)
+    with_c = _transform(columns, n, strict, sides, spec)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(transform_module, "_speedups", None)
-        without = _transform(columns, n, strict, sides)
+        without = _transform(columns, n, strict, sides, spec)
     return with_c, without
 
 
@@ -63,7 +103,9 @@ def _assert_same(with_c: Any, without: Any) -> None:
     assert with_c.keys() == without.keys()
     for name in without:
         assert with_c[name].dtype == without[name].dtype
-        np.testing.assert_array_equal(with_c[name], without[name])
+        assert with_c[name].shape == without[name].shape
+        # bit for bit: the same float32 values, NaN and the sign of zero included
+        assert with_c[name].tobytes() == without[name].tobytes()
 
 
 @needs_c
@@ -89,6 +131,68 @@ def test_sequences_encode_alike_with_and_without_c(history: list[Any], strict: b
 
 
 @needs_c
+@settings(max_examples=300, deadline=None)
+@given(
+    column=st.lists(NUMBERS, min_size=1, max_size=12),
+    plain=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=12),
+    strict=st.booleans(),
+)
+def test_numeric_columns_scale_alike_with_and_without_c(
+    column: list[Any], plain: list[float], strict: bool
+) -> None:
+    """Any column, and one of finite floats (the C path's usual input), through every pipeline."""
+    for values in (column, plain):
+        n = len(values)
+        rotated = values[1:] + values[:1]
+        columns = {"price": values, "score": rotated, "gain": values[::-1], "stake": rotated[::-1]}
+        _assert_same(*_both(columns, n, strict, ["item"], numbers_spec()))
+
+
+@needs_c
+@settings(max_examples=200, deadline=None)
+@given(
+    history=st.lists(st.one_of(st.lists(IDS, max_size=7), st.none()), min_size=1, max_size=5),
+    strict=st.booleans(),
+)
+def test_hashed_sequences_encode_alike_with_and_without_c(history: list[Any], strict: bool) -> None:
+    _assert_same(*_both({"history": history}, len(history), strict, ["user"], numbers_spec()))
+
+
+@needs_c
+def test_plain_floats_and_encode_sequences_decline_what_python_must_read() -> None:
+    for value in (None, True, "1", [1.0], float("nan"), float("inf"), -float("inf"), 2**1024):
+        assert speedups.plain_floats([1.0, value]) is None
+    written = speedups.plain_floats([1, -0.0, 2**53 + 1, 1e308])
+    assert written is not None
+    assert np.frombuffer(written).tobytes() == np.array([1, -0.0, 2**53 + 1, 1e308]).tobytes()
+    for row in (None, ("a",), ["a", None], ["a", 1.0], ["x\x00"], [2**63]):
+        assert speedups.encode_sequences([["a"], row], 2, None, 10) is None
+    assert speedups.encode_sequences([], 3, None, 10) == bytearray()
+    codes = speedups.encode_sequences([["a", "b", "c"], [], ["b"]], 2, {"b": 1, "c": 2}, 0)
+    assert codes is not None
+    assert np.frombuffer(codes, dtype=np.int64).tolist() == [1, 2, 0, 0, 1, 0]
+    with pytest.raises(ValueError, match="buckets"):
+        speedups.encode_sequences([["a"]], 2, None, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(st.floats(width=64), min_size=1, max_size=8),
+    lo=st.one_of(st.none(), st.floats(allow_nan=False, width=64)),
+    hi=st.one_of(st.none(), st.floats(allow_nan=False, width=64)),
+)
+def test_the_transforms_clip_is_numpys(
+    values: list[float], lo: float | None, hi: float | None
+) -> None:
+    """The transform clips without np.clip's dispatch: the same values, NaN kept (a zero may
+    change its sign, which no model can tell apart)."""
+    x = np.array(values)
+    if lo is None and hi is None:
+        return
+    np.testing.assert_array_equal(_clip(x, lo, hi), np.clip(x, lo, hi))
+
+
+@needs_c
 def test_numpy_columns_encode_alike_with_and_without_c() -> None:
     """Training's typed columns: int64, uint64 past int64, object arrays of str, numpy str."""
     rng = np.random.default_rng(0)
@@ -100,6 +204,15 @@ def test_numpy_columns_encode_alike_with_and_without_c() -> None:
     ):
         columns = {"item_id": column, "item_hash": column}
         _assert_same(*_both(columns, len(column), False, ["item"]))
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(number=INT64, buckets=st.integers(min_value=1, max_value=2**64 - 1))
+def test_an_integer_id_hashes_as_its_decimal_text(number: int, buckets: int) -> None:
+    assert speedups.encode_ids([number], None, buckets) == speedups.encode_ids(
+        [str(number)], None, buckets
+    )
 
 
 @needs_c
