@@ -54,25 +54,38 @@ VERSION_STATE = "model_version"  # request.state attribute naming the version th
 FETCH_FAILURES = frozenset({"timeout", "error", "circuit_open", "corrupt"})
 
 
-def bucket_counts(
-    ordered: npt.NDArray[np.float64], upper: npt.NDArray[np.float64]
-) -> npt.NDArray[np.int64]:
-    """Per bucket, how many of the sorted finite ``ordered`` values fall in it: bucket i holds the
-    values in (upper[i-1], upper[i]], the last one those above every bound (+Inf).
+SORTED_SEARCH_FROM = 200
+"""Row length from which :func:`bucket_counts` sorts the values and searches the bounds among them
+(measured: at 7 rows of 500 scores 2.5x faster than a search per value; at 1 to 128 values per row
+the search per value is 1.7-4x faster)."""
 
-    One binary search per bound among the values, rather than one per value among the bounds:
-    random scores mispredict every branch of the latter, and sorting first is cheaper at a
-    request's few thousand scores."""
-    cumulative = np.empty(len(upper) + 2, dtype=np.int64)
-    cumulative[0] = 0
-    cumulative[1:-1] = np.searchsorted(ordered, upper, side="right")  # values <= each bound
-    cumulative[-1] = ordered.shape[0]
-    return np.diff(cumulative)
+
+def bucket_counts(
+    rows: npt.NDArray[np.float64], upper: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """Per row of finite values, how many fall in each bucket: bucket i holds the values in
+    (upper[i-1], upper[i]], the last one those above every bound (+Inf). ``(rows, buckets + 1)``.
+
+    Short rows: one binary search per value among the bounds. Long rows are sorted first and each
+    bound is searched among the values: random scores mispredict every branch of the former."""
+    k, n = rows.shape
+    width = len(upper) + 1
+    if n < SORTED_SEARCH_FROM:
+        slots = np.searchsorted(upper, rows, side="left")  # (k, N)
+        slots += np.arange(k)[:, None] * width  # row r counts into its own block
+        counts = np.bincount(slots.ravel(), minlength=k * width)
+        return counts.astype(np.int64, copy=False).reshape(k, width)
+    ordered = np.sort(rows, axis=1)
+    cumulative = np.empty((k, width + 1), dtype=np.int64)
+    cumulative[:, 0] = 0
+    cumulative[:, -1] = n
+    for r in range(k):
+        cumulative[r, 1:-1] = np.searchsorted(ordered[r], upper, side="right")  # values <= bound
+    return np.diff(cumulative, axis=1)
 
 
 class BulkHistogram(Collector):
-    """A histogram family observed with whole arrays at once: the values are sorted, then each
-    bucket's cumulative count is one binary search of its bound among them (:func:`bucket_counts`)."""
+    """A histogram family observed with whole arrays at once (:func:`bucket_counts`)."""
 
     def __init__(
         self,
@@ -99,7 +112,7 @@ class BulkHistogram(Collector):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
         array = np.asarray(values, dtype=np.float64).ravel()
         array = array[np.isfinite(array)]
-        counts = bucket_counts(np.sort(array), self.upper)
+        counts = bucket_counts(array[None, :], self.upper)[0]
         key = tuple(labels)
         with self._lock:
             if key in self._counts:
@@ -117,17 +130,17 @@ class BulkHistogram(Collector):
             return
         if any(len(row_labels) != len(self.labelnames) for row_labels in labels):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {labels}")
-        ordered = np.sort(rows, axis=1)  # one call for every row
+        counts = bucket_counts(rows, self.upper)
         sums = rows.sum(axis=1).tolist()
         with self._lock:
             for k, row_labels in enumerate(labels):
                 key = tuple(row_labels)
-                block = bucket_counts(ordered[k], self.upper)
+                block = counts[k]
                 if key in self._counts:
                     self._counts[key] += block
                     self._sums[key] += sums[k]
                 else:
-                    self._counts[key] = block
+                    self._counts[key] = block.copy()
                     self._sums[key] = sums[k]
 
     def describe(self) -> Iterable[Metric]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -65,14 +66,15 @@ def test_latency_buckets_span_a_quarter_millisecond_to_one_second() -> None:
 
 
 def test_bulk_histogram_equals_one_observe_per_value() -> None:
-    values = np.concatenate([np.linspace(-0.5, 1200, 997), OBJECTIVE_BUCKETS, [np.nan, np.inf]])
+    bounds = np.asarray(OBJECTIVE_BUCKETS)  # values on the bucket bounds, in short and long rows
+    values = np.concatenate([bounds, np.linspace(-0.5, 1200, 997), bounds, [np.nan, np.inf]])
     bulk_registry, reference_registry = CollectorRegistry(), CollectorRegistry()
     bulk = BulkHistogram("h", "h", ["objective"], OBJECTIVE_BUCKETS, bulk_registry)
     reference = Histogram(
         "h", "h", ["objective"], buckets=OBJECTIVE_BUCKETS, registry=reference_registry
     )
-    bulk.observe_many(values[:500], ("click",))
-    bulk.observe_many(values[500:], ("click",))
+    for start, stop in ((0, 3), (3, 150), (150, 500), (500, None)):  # short rows and long ones
+        bulk.observe_many(values[start:stop], ("click",))
     for value in values[np.isfinite(values)]:
         reference.labels(objective="click").observe(float(value))
 
@@ -90,10 +92,12 @@ def test_bulk_histogram_equals_one_observe_per_value() -> None:
         assert got[key] == value if key[0] != "h_sum" else abs(got[key] - value) < 1e-6
 
 
-def test_bulk_rows_equal_one_observe_many_per_row() -> None:
+@pytest.mark.parametrize("length", [5, 400])
+def test_bulk_rows_equal_one_observe_many_per_row(length: int) -> None:
     rng = np.random.default_rng(0)
-    rows = rng.uniform(-1, 1200, size=(3, 400))
-    rows[1, : len(OBJECTIVE_BUCKETS)] = OBJECTIVE_BUCKETS  # values on the bucket bounds
+    rows = rng.uniform(-1, 1200, size=(3, length))
+    bounds = min(length, len(OBJECTIVE_BUCKETS))
+    rows[1, :bounds] = OBJECTIVE_BUCKETS[:bounds]  # values on the bucket bounds
     labels = [("click", "v1"), ("like", "v1"), ("click", "v2")]
     registries = CollectorRegistry(), CollectorRegistry()
     together = BulkHistogram("h", "h", ["objective", "version"], OBJECTIVE_BUCKETS, registries[0])
@@ -102,7 +106,7 @@ def test_bulk_rows_equal_one_observe_many_per_row() -> None:
         together.observe_rows(rows, labels)
         for values, row_labels in zip(rows, labels, strict=True):
             apart.observe_many(values, row_labels)
-    rows[2, 7] = np.nan  # not finite: falls back to one row at a time, dropping the NaN
+    rows[2, 3] = np.nan  # not finite: falls back to one row at a time, dropping the NaN
     together.observe_rows(rows, labels)
     for values, row_labels in zip(rows, labels, strict=True):
         apart.observe_many(values, row_labels)
