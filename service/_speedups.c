@@ -148,8 +148,12 @@ static PyObject *encode_sequences(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "vocabulary must be a dict or None");
         return NULL;
     }
-    if ((vocabulary == Py_None && buckets == 0) || length < 0) {
-        PyErr_SetString(PyExc_ValueError, "buckets and length must be positive");
+    if (vocabulary == Py_None && buckets == 0) {
+        PyErr_SetString(PyExc_ValueError, "buckets must be positive");
+        return NULL;
+    }
+    if (length < 0) {
+        PyErr_SetString(PyExc_ValueError, "length must not be negative");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(rows);
