@@ -10,7 +10,8 @@ setup(
     ext_modules=[
         Extension(
             "service._speedups",
-            ["service/_speedups.c"],
+            ["service/_speedups.c", "service/_rank_json.c"],
+            depends=["service/_rank_json.h"],
             optional=True,
             extra_compile_args=["-O2"],
         )

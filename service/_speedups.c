@@ -11,6 +11,8 @@
  *               service.contracts.transform.FeatureTransform._sequence computes.
  * plain_floats  a numeric column of exact ints and floats, all finite -> float64, as
  *               service.contracts.coercion.numbers_of converts it.
+ * parse_rank_body  a /rank body's JSON -> its members, the list form's candidates as columns
+ *               (in _rank_json.c), as service.rank_body's msgspec path decodes it.
  *
  * Each declines (returns None) whatever it is not sure of, and the Python code takes over: an
  * element that is not an exact str or an int within int64 (None, bool, float, a list), a string
@@ -23,6 +25,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_rank_json.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
@@ -465,6 +469,7 @@ static PyMethodDef methods[] = {
     {"write_items", write_items, METH_VARARGS, write_items_doc},
     {"encode_sequences", encode_sequences, METH_VARARGS, encode_sequences_doc},
     {"plain_floats", plain_floats, METH_VARARGS, plain_floats_doc},
+    {"parse_rank_body", parse_rank_body, METH_VARARGS, PARSE_RANK_BODY_DOC},
     {NULL, NULL, 0, NULL},
 };
 

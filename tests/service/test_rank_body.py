@@ -4,8 +4,9 @@ Every body runs through both: ``validate_rank_request`` (pydantic, the source of
 and ``parse_fast``. A body pydantic refuses must be declined by the fast path (``None``); a body both
 accept must give the same engine input. The corpus is the HTTP bad-input table
 (``tests/service/api/test_bad_input.py``), raw JSON the two parsers could read differently, and
-seeded random mutations of a valid body. Every test runs twice: with the C twin of the rows-to-columns
-pass (``service._speedups``) and as installed without a C compiler.
+seeded random mutations of a valid body. Every test runs three times: with the body parsed in C
+(``service._speedups.parse_rank_body``), with msgspec's decoding and the C twin of the rows-to-columns
+pass, and as installed without a C compiler.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ LIMITS = BodyLimits(max_candidates=50, max_sequence_length=40)
 Body = dict[str, Any]
 
 
-@pytest.fixture(autouse=True, params=["c", "python"])
+@pytest.fixture(autouse=True, params=["c_parser", "msgspec_c_columns", "python"])
 def rows_to_columns(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows become columns in C (when built), then in Python."""
+    """The body parsed in C; decoded by msgspec with rows turned into columns in C; as installed
+    without a C compiler."""
+    if request.param != "c_parser":
+        monkeypatch.setattr(rank_body, "_parse_body", None)
     if request.param == "python":
         monkeypatch.setattr(rank_body, "_speedups", None)
     elif importlib.util.find_spec("service._speedups") is None:

@@ -1,0 +1,419 @@
+/* parse_rank_body: a /rank body's JSON straight into what service.rank_body needs, in one pass.
+ *
+ * The list form's candidates ([{"id": ..., "features": {...}}, ...]) become the ids and one list per
+ * feature as the rows are read, so no object is built per candidate; every other member of the body
+ * becomes plain Python values (dict, list, str, int, float, bool, None), as msgspec's untyped decoder
+ * builds them. service.rank_body checks the values against the same rules as the msgspec path.
+ *
+ * It declines (returns None) whatever it is not sure of, and the msgspec path takes over: a string
+ * with an escape or a control character, bytes that are not UTF-8, an integer past int64, a number
+ * past the float range, nesting deeper than MAX_DEPTH, a top-level member named twice, candidate rows
+ * that are not objects of "id" (a string) and "features" (an object of strings, numbers and nulls)
+ * or whose feature names differ from the first row's (same names, same order), anything after the
+ * body. tests/service/test_rank_json.py holds it to the msgspec path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+#include "_rank_json.h"
+
+#define MAX_DEPTH 64
+#define MAX_NAMES 1024
+#define MAX_NUMBER 512 /* bytes of one number token; a longer one declines */
+
+typedef struct {
+    const char *at;
+    const char *end;
+    int depth;
+} Cursor;
+
+/* A result that is neither a value nor an error: the msgspec path decides. */
+#define DECLINE NULL
+
+static inline void skip_space(Cursor *c) {
+    while (c->at < c->end && (*c->at == ' ' || *c->at == '\n' || *c->at == '\r' || *c->at == '\t'))
+        c->at++;
+}
+
+static inline int take(Cursor *c, char byte) {
+    skip_space(c);
+    if (c->at < c->end && *c->at == byte) {
+        c->at++;
+        return 1;
+    }
+    return 0;
+}
+
+/* The bytes between the quotes of a string at c->at, which has no escape and no control byte;
+ * 0 when there is no such string. */
+static int raw_string(Cursor *c, const char **start, Py_ssize_t *size) {
+    skip_space(c);
+    if (c->at >= c->end || *c->at != '"') return 0;
+    const char *s = c->at + 1, *q = s;
+    while (q < c->end) {
+        unsigned char byte = (unsigned char)*q;
+        if (byte == '"') break;
+        if (byte == '\\' || byte < 0x20) return 0;
+        q++;
+    }
+    if (q >= c->end) return 0;
+    *start = s;
+    *size = q - s;
+    c->at = q + 1;
+    return 1;
+}
+
+/* A str from UTF-8 bytes; NULL (no error set) when they are not UTF-8 (lone surrogates included). */
+static PyObject *text(const char *start, Py_ssize_t size) {
+    PyObject *made = PyUnicode_DecodeUTF8(start, size, "strict");
+    if (made == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+    return made;
+}
+
+static PyObject *string_value(Cursor *c) {
+    const char *start;
+    Py_ssize_t size;
+    if (!raw_string(c, &start, &size)) return DECLINE;
+    return text(start, size);
+}
+
+static inline int is_digit(char byte) { return byte >= '0' && byte <= '9'; }
+
+static const double POWERS_OF_TEN[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* A JSON number: an int within int64 when it has no fraction or exponent, else a finite float,
+ * correctly rounded. Most floats take Clinger's exact path (at most 2^53 as the digits' integer
+ * and a power of ten up to 1e22: one IEEE multiplication or division, itself correctly rounded);
+ * the rest CPython's float parser. */
+static PyObject *number_value(Cursor *c) {
+    const char *s = c->at, *q = s, *end = c->end;
+    int negative = q < end && *q == '-';
+    q += negative;
+    unsigned long long mantissa = 0;
+    int significant = 0; /* digits in mantissa after its leading zeros; past 19 it is not exact */
+    if (q < end && *q == '0') {
+        q++;
+    } else if (q < end && *q >= '1' && *q <= '9') {
+        for (; q < end && is_digit(*q); q++, significant++)
+            if (significant < 19) mantissa = mantissa * 10 + (unsigned long long)(*q - '0');
+    } else {
+        return DECLINE;
+    }
+    int integer_digits = significant;
+    int fraction = 0, fraction_digits = 0;
+    if (q < end && *q == '.') {
+        fraction = 1;
+        q++;
+        if (q >= end || !is_digit(*q)) return DECLINE;
+        for (; q < end && is_digit(*q); q++) {
+            if (mantissa == 0 && *q == '0') {
+                fraction_digits++;
+                continue;
+            }
+            if (significant < 19) {
+                mantissa = mantissa * 10 + (unsigned long long)(*q - '0');
+                fraction_digits++;
+            }
+            significant++;
+        }
+    }
+    long exponent = 0;
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        fraction = 1;
+        q++;
+        int exponent_negative = q < end && *q == '-';
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (q >= end || !is_digit(*q)) return DECLINE;
+        for (; q < end && is_digit(*q); q++)
+            if (exponent < 100000) exponent = exponent * 10 + (*q - '0');
+        if (exponent_negative) exponent = -exponent;
+    }
+    c->at = q;
+    if (!fraction) {
+        if (integer_digits > 19) return DECLINE;
+        unsigned long long bound = (unsigned long long)LLONG_MAX + (unsigned long long)negative;
+        if (mantissa > bound) return DECLINE; /* 19 digits never wrap 64 bits */
+        if (negative) return PyLong_FromLongLong(mantissa == bound ? LLONG_MIN : -(long long)mantissa);
+        return PyLong_FromUnsignedLongLong(mantissa);
+    }
+    long power = exponent - fraction_digits;
+    if (significant <= 19 && mantissa <= (1ULL << 53) && power >= -22 && power <= 22) {
+        double value = (double)mantissa;
+        value = power < 0 ? value / POWERS_OF_TEN[-power] : value * POWERS_OF_TEN[power];
+        return PyFloat_FromDouble(negative ? -value : value);
+    }
+    Py_ssize_t size = q - s;
+    if (size >= MAX_NUMBER) return DECLINE;
+    char token[MAX_NUMBER];
+    memcpy(token, s, (size_t)size);
+    token[size] = '\0';
+    char *stop;
+    double value = PyOS_string_to_double(token, &stop, NULL);
+    if (value == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
+        PyErr_Clear();
+        return DECLINE;
+    }
+    if (stop != token + size || !isfinite(value)) return DECLINE;
+    return PyFloat_FromDouble(value);
+}
+
+static int literal(Cursor *c, const char *word, size_t size) {
+    if ((size_t)(c->end - c->at) < size || memcmp(c->at, word, size) != 0) return 0;
+    c->at += size;
+    return 1;
+}
+
+/* A scalar: string, number or null (true and false too when bools is set); DECLINE otherwise. */
+static PyObject *scalar_value(Cursor *c, int bools) {
+    skip_space(c);
+    if (c->at >= c->end) return DECLINE;
+    char byte = *c->at;
+    if (byte == '"') return string_value(c);
+    if (byte == '-' || is_digit(byte)) return number_value(c);
+    if (byte == 'n' && literal(c, "null", 4)) Py_RETURN_NONE;
+    if (bools && byte == 't' && literal(c, "true", 4)) Py_RETURN_TRUE;
+    if (bools && byte == 'f' && literal(c, "false", 5)) Py_RETURN_FALSE;
+    return DECLINE;
+}
+
+static PyObject *any_value(Cursor *c);
+
+static PyObject *array_value(Cursor *c) {
+    PyObject *list = PyList_New(0);
+    if (list == NULL) return NULL;
+    if (take(c, ']')) return list;
+    do {
+        PyObject *item = any_value(c);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    } while (take(c, ','));
+    if (take(c, ']')) return list;
+    Py_DECREF(list);
+    return DECLINE;
+}
+
+static PyObject *object_value(Cursor *c) {
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) return NULL;
+    if (take(c, '}')) return dict;
+    do {
+        PyObject *key = string_value(c);
+        PyObject *item = key != NULL && take(c, ':') ? any_value(c) : NULL;
+        /* a repeated key keeps the last value, as msgspec does; rank_body counts keys against
+         * the body's colons and declines */
+        int failed = item == NULL || PyDict_SetItem(dict, key, item) < 0;
+        Py_XDECREF(key);
+        Py_XDECREF(item);
+        if (failed) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    } while (take(c, ','));
+    if (take(c, '}')) return dict;
+    Py_DECREF(dict);
+    return DECLINE;
+}
+
+static PyObject *any_value(Cursor *c) {
+    skip_space(c);
+    if (c->at >= c->end) return DECLINE;
+    char byte = *c->at;
+    if (byte != '[' && byte != '{') return scalar_value(c, 1);
+    if (++c->depth > MAX_DEPTH) return DECLINE;
+    c->at++;
+    PyObject *value = byte == '[' ? array_value(c) : object_value(c);
+    c->depth--;
+    return value;
+}
+
+/* --- the list form's candidates ---------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *ids;     /* list[str] */
+    PyObject *columns; /* list of lists, one per feature name of the first row */
+    PyObject *names;   /* list[str], the first row's feature names */
+    const char *name_at[MAX_NAMES];
+    Py_ssize_t name_size[MAX_NAMES];
+    Py_ssize_t width;  /* -1 until the first row's features are read */
+    Py_ssize_t keys;   /* object keys in the rows */
+} Rows;
+
+static int same_bytes(const char *a, Py_ssize_t a_size, const char *b, Py_ssize_t b_size) {
+    return a_size == b_size && memcmp(a, b, (size_t)a_size) == 0;
+}
+
+/* The first row's features: names (unique) and the columns they open. 1 read, 0 declined or failed. */
+static int first_features(Cursor *c, Rows *rows) {
+    rows->width = 0;
+    if (take(c, '}')) return 1;
+    do {
+        const char *start;
+        Py_ssize_t size;
+        if (rows->width >= MAX_NAMES || !raw_string(c, &start, &size) || !take(c, ':')) return 0;
+        for (Py_ssize_t j = 0; j < rows->width; j++)
+            if (same_bytes(start, size, rows->name_at[j], rows->name_size[j])) return 0;
+        PyObject *name = text(start, size);
+        if (name == NULL) return 0;
+        int failed = PyList_Append(rows->names, name) < 0;
+        Py_DECREF(name);
+        PyObject *column = failed ? NULL : PyList_New(0);
+        failed = column == NULL || PyList_Append(rows->columns, column) < 0;
+        Py_XDECREF(column);
+        if (failed) return 0;
+        PyObject *value = scalar_value(c, 0);
+        failed = value == NULL || PyList_Append(column, value) < 0;
+        Py_XDECREF(value);
+        if (failed) return 0;
+        rows->name_at[rows->width] = start;
+        rows->name_size[rows->width] = size;
+        rows->width++;
+    } while (take(c, ','));
+    return take(c, '}');
+}
+
+/* The quoted name at c->at when it is exactly ``quoted`` (``size`` bytes with its quotes). Names have
+ * no escapes, so the same name is always the same bytes. */
+static inline int quoted_name(Cursor *c, const char *quoted, Py_ssize_t size) {
+    skip_space(c);
+    if (c->end - c->at < size || memcmp(c->at, quoted, (size_t)size) != 0) return 0;
+    c->at += size;
+    return 1;
+}
+
+/* A later row's features: the first row's names in its order. */
+static int next_features(Cursor *c, Rows *rows) {
+    Py_ssize_t width = rows->width;
+    if (width == 0) return take(c, '}');
+    for (Py_ssize_t j = 0; j < width; j++) {
+        /* the first row's name with its quotes, where the body holds it */
+        if ((j > 0 && !take(c, ',')) ||
+            !quoted_name(c, rows->name_at[j] - 1, rows->name_size[j] + 2) || !take(c, ':'))
+            return 0;
+        PyObject *value = scalar_value(c, 0);
+        int failed = value == NULL || PyList_Append(PyList_GET_ITEM(rows->columns, j), value) < 0;
+        Py_XDECREF(value);
+        if (failed) return 0;
+    }
+    return take(c, '}');
+}
+
+/* One row {"id": "...", "features": {...}}, keys in either order, "features" optional. */
+static int row(Cursor *c, Rows *rows) {
+    if (!take(c, '{')) return 0;
+    int has_id = 0, has_features = 0;
+    do {
+        if (!has_id && quoted_name(c, "\"id\"", 4)) {
+            has_id = 1;
+            if (!take(c, ':')) return 0;
+            PyObject *id = string_value(c);
+            if (id == NULL) return 0;
+            Py_ssize_t length = PyUnicode_GET_LENGTH(id);
+            int failed = length < 1 || length > 256 || PyList_Append(rows->ids, id) < 0;
+            Py_DECREF(id);
+            if (failed) return 0;
+        } else if (!has_features && quoted_name(c, "\"features\"", 10)) {
+            has_features = 1;
+            if (!take(c, ':') || !take(c, '{')) return 0;
+            if (rows->width < 0 ? !first_features(c, rows) : !next_features(c, rows)) return 0;
+            rows->keys += 1 + rows->width;
+        } else {
+            return 0;
+        }
+    } while (take(c, ','));
+    if (!has_id || !take(c, '}')) return 0;
+    if (!has_features) {
+        if (rows->width > 0) return 0; /* a row without the names the first row has */
+        rows->width = 0;
+    }
+    rows->keys += 1;
+    return 1;
+}
+
+/* (ids, {name: column}, keys) of the candidate rows; the cursor is past the opening bracket. */
+static PyObject *candidate_rows(Cursor *c) {
+    Rows *rows = PyMem_Malloc(sizeof(Rows));
+    if (rows == NULL) return PyErr_NoMemory();
+    rows->ids = PyList_New(0);
+    rows->columns = PyList_New(0);
+    rows->names = PyList_New(0);
+    rows->width = -1;
+    rows->keys = 0;
+    PyObject *result = NULL;
+    if (rows->ids == NULL || rows->columns == NULL || rows->names == NULL) goto done;
+    do {
+        if (!row(c, rows)) goto done;
+    } while (take(c, ','));
+    if (!take(c, ']')) goto done;
+    PyObject *by_name = PyDict_New();
+    if (by_name == NULL) goto done;
+    for (Py_ssize_t j = 0; j < rows->width; j++) {
+        if (PyDict_SetItem(by_name, PyList_GET_ITEM(rows->names, j),
+                           PyList_GET_ITEM(rows->columns, j)) < 0) {
+            Py_DECREF(by_name);
+            goto done;
+        }
+    }
+    result = Py_BuildValue("(ONn)", rows->ids, by_name, rows->keys);
+done:
+    Py_XDECREF(rows->ids);
+    Py_XDECREF(rows->columns);
+    Py_XDECREF(rows->names);
+    PyMem_Free(rows);
+    return result;
+}
+
+/* --- the body ---------------------------------------------------------------------------------- */
+
+PyObject *parse_rank_body(PyObject *module, PyObject *args) {
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "y*", &body)) return NULL;
+    Cursor c = {(const char *)body.buf, (const char *)body.buf + body.len, 1};
+    PyObject *fields = PyDict_New(), *candidates = NULL, *result = NULL;
+    if (fields == NULL || !take(&c, '{') || take(&c, '}')) goto done;
+    do {
+        const char *key;
+        Py_ssize_t size;
+        if (!raw_string(&c, &key, &size) || !take(&c, ':')) goto done;
+        if (same_bytes(key, size, "candidates", 10)) {
+            if (candidates != NULL) goto done; /* named twice */
+            if (take(&c, '[')) {
+                candidates = candidate_rows(&c);
+            } else {
+                candidates = any_value(&c); /* the columnar form, checked by rank_body */
+            }
+            if (candidates == NULL) goto done;
+            continue;
+        }
+        PyObject *name = text(key, size);
+        if (name == NULL) goto done;
+        int known = PyDict_Contains(fields, name);
+        PyObject *value = known == 0 ? any_value(&c) : NULL;
+        int failed = value == NULL || PyDict_SetItem(fields, name, value) < 0;
+        Py_DECREF(name);
+        Py_XDECREF(value);
+        if (failed) goto done;
+    } while (take(&c, ','));
+    if (candidates == NULL || !take(&c, '}')) goto done;
+    skip_space(&c);
+    if (c.at != c.end) goto done;
+    result = PyTuple_Pack(2, fields, candidates);
+done:
+    Py_XDECREF(fields);
+    Py_XDECREF(candidates);
+    PyBuffer_Release(&body);
+    if (result == NULL && (!PyErr_Occurred() || !PyErr_ExceptionMatches(PyExc_MemoryError))) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    return result;
+}
