@@ -11,6 +11,8 @@
  *               service.contracts.transform.FeatureTransform._sequence computes.
  * plain_floats  a numeric column of exact ints and floats, all finite -> float64, as
  *               service.contracts.coercion.numbers_of converts it.
+ * bucket_counts  score columns -> histogram bucket counts and sums, as
+ *               service.metrics.BulkHistogram.observe_many counts them (np.searchsorted + bincount).
  * parse_rank_body  a /rank body's JSON -> its members, the list form's candidates as columns
  *               (in _rank_json.c), as service.rank_body's msgspec path decodes it.
  *
@@ -463,12 +465,122 @@ done:
     return result;
 }
 
+/* --- bucket_counts ----------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(bucket_counts_doc,
+"bucket_counts(upper, columns: list, counts: list, /) -> list[float] | None\n\n"
+"Adds each column's finite values to its counts and returns each column's sum of them. ``upper``:\n"
+"the histogram's bounds (float64, ascending); a value goes to the first slot whose bound is >= it,\n"
+"past every bound to the last slot (``np.searchsorted(upper, x, side='left')``). ``columns``: 1-d\n"
+"float64 buffers; ``counts``: writable int64 buffers of len(upper) + 1 slots, one per column. None\n"
+"when a buffer is not of that kind (nothing is counted then).");
+
+static int float_column(PyObject *object, Py_buffer *view) {
+    if (PyObject_GetBuffer(object, view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return 0;
+    if (view->ndim == 1 && view->itemsize == 8 && view->format != NULL &&
+        strcmp(view->format, "d") == 0)
+        return 1;
+    PyBuffer_Release(view);
+    return 0;
+}
+
+static int count_slots(PyObject *object, Py_buffer *view, Py_ssize_t slots) {
+    if (PyObject_GetBuffer(object, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return 0;
+    if (view->itemsize == 8 && view->len == slots * 8 && view->format != NULL &&
+        (strcmp(view->format, "l") == 0 || strcmp(view->format, "q") == 0))
+        return 1;
+    PyBuffer_Release(view);
+    return 0;
+}
+
+/* How many bounds are < x (the first bound >= x), without a branch on the comparisons: scores
+ * fall anywhere, so a branching search would mispredict about every other step. */
+static inline Py_ssize_t bounds_below(const double *bound, Py_ssize_t size, double x) {
+    if (size == 0) return 0;
+    const double *base = bound;
+    while (size > 1) {
+        Py_ssize_t half = size / 2;
+        base = base[half] < x ? base + half : base;
+        size -= half;
+    }
+    return (base - bound) + (*base < x);
+}
+
+static PyObject *bucket_counts(PyObject *module, PyObject *args) {
+    PyObject *upper_object, *columns, *counts;
+    if (!PyArg_ParseTuple(args, "OO!O!", &upper_object, &PyList_Type, &columns, &PyList_Type,
+                          &counts))
+        return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(columns);
+    if (PyList_GET_SIZE(counts) != k) Py_RETURN_NONE;
+    Py_buffer upper;
+    if (!float_column(upper_object, &upper)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    const char *bounds_at = upper.buf;
+    Py_ssize_t bounds = upper.shape[0], bounds_stride = upper.strides[0];
+    double *bound = PyMem_Malloc((size_t)(bounds + 1) * sizeof(double));
+    PyObject *sums = PyList_New(k);
+    if (bound == NULL || sums == NULL) {
+        PyBuffer_Release(&upper);
+        PyMem_Free(bound);
+        Py_XDECREF(sums);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < bounds; i++) bound[i] = *(const double *)(bounds_at + i * bounds_stride);
+    PyBuffer_Release(&upper);
+    /* every buffer first, so a column that is not float64 declines before anything is counted */
+    Py_buffer *views = PyMem_Calloc((size_t)(2 * k + 1), sizeof(Py_buffer));
+    Py_ssize_t held = 0;
+    int usable = views != NULL;
+    for (Py_ssize_t j = 0; usable && j < k; j++) {
+        usable = float_column(PyList_GET_ITEM(columns, j), &views[2 * j]);
+        held += usable;
+        usable = usable && count_slots(PyList_GET_ITEM(counts, j), &views[2 * j + 1], bounds + 1);
+        held += usable;
+    }
+    if (usable) {
+        for (Py_ssize_t j = 0; j < k; j++) {
+            const char *at = views[2 * j].buf;
+            Py_ssize_t n = views[2 * j].shape[0], stride = views[2 * j].strides[0];
+            long long *slot = views[2 * j + 1].buf;
+            double total = 0.0;
+            for (Py_ssize_t i = 0; i < n; i++) {
+                double x = *(const double *)(at + i * stride);
+                if (!isfinite(x)) continue;
+                slot[bounds_below(bound, bounds, x)]++;
+                total += x;
+            }
+            PyList_SET_ITEM(sums, j, PyFloat_FromDouble(total));
+        }
+    }
+    for (Py_ssize_t h = 0; h < held; h++) PyBuffer_Release(&views[h]);
+    PyMem_Free(views);
+    PyMem_Free(bound);
+    if (!usable) {
+        Py_DECREF(sums);
+        if (views == NULL) return PyErr_NoMemory();
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (PyList_GET_ITEM(sums, j) == NULL) {
+            Py_DECREF(sums);
+            return NULL;
+        }
+    }
+    return sums;
+}
+
 static PyMethodDef methods[] = {
     {"rows_to_columns", rows_to_columns, METH_VARARGS, rows_to_columns_doc},
     {"encode_ids", encode_ids, METH_VARARGS, encode_ids_doc},
     {"write_items", write_items, METH_VARARGS, write_items_doc},
     {"encode_sequences", encode_sequences, METH_VARARGS, encode_sequences_doc},
     {"plain_floats", plain_floats, METH_VARARGS, plain_floats_doc},
+    {"bucket_counts", bucket_counts, METH_VARARGS, bucket_counts_doc},
     {"parse_rank_body", parse_rank_body, METH_VARARGS, PARSE_RANK_BODY_DOC},
     {NULL, NULL, 0, NULL},
 };

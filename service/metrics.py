@@ -2,7 +2,8 @@
 
 One :class:`ServiceMetrics` per app, on the registry it is given (each test its own). Buckets fit a service
 whose requests take 1-50 ms (0.25 ms .. 1 s). Score distributions get one observation per candidate, so
-they are recorded in bulk with numpy (:class:`BulkHistogram`) rather than one Python call per value.
+they are recorded in bulk (:class:`BulkHistogram`: one C pass over every score column of a request, or
+numpy) rather than one Python call per value.
 Labels are low-cardinality only: never a user or item id.
 """
 
@@ -31,6 +32,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import error_codes
 from service.store.ports import CacheResult
 
+try:
+    from service import _speedups
+except ImportError:  # built without a C compiler: numpy counts the buckets
+    _speedups = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from service.scoring.ranker import RankOutput
 
@@ -55,7 +61,8 @@ FETCH_FAILURES = frozenset({"timeout", "error", "circuit_open", "corrupt"})
 
 
 class BulkHistogram(Collector):
-    """A histogram family observed with whole arrays at once (``np.searchsorted`` + ``np.bincount``)."""
+    """A histogram family observed with whole arrays at once (``np.searchsorted`` + ``np.bincount``,
+    or ``service._speedups.bucket_counts``)."""
 
     def __init__(
         self,
@@ -117,6 +124,32 @@ class BulkHistogram(Collector):
                 else:
                     self._counts[key] = block.copy()
                     self._sums[key] = sums[k]
+
+    def observe_columns(
+        self, columns: Sequence[npt.NDArray[np.float64]], labels: Sequence[Sequence[str]]
+    ) -> None:
+        """``observe_many(columns[k], labels[k])`` for every k: one C pass over all of them (about
+        5x the numpy passes on a request's score columns), else ``observe_rows``."""
+        if any(len(column_labels) != len(self.labelnames) for column_labels in labels):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {labels}")
+        if _speedups is not None and len(labels) == len(columns):
+            keys = [tuple(column_labels) for column_labels in labels]
+            with self._lock:
+                new = {key: np.zeros(len(self.upper) + 1, dtype=np.int64)
+                       for key in keys if key not in self._counts}  # fmt: skip
+                counts = [new[key] if key in new else self._counts[key] for key in keys]
+                sums = _speedups.bucket_counts(self.upper, list(columns), counts)
+                if sums is not None:
+                    self._counts.update(new)
+                    for key, total in zip(keys, sums, strict=True):
+                        self._sums[key] = self._sums.get(key, 0.0) + total
+                    return
+        shapes = {column.shape for column in columns}
+        if columns and len(shapes) == 1 and columns[0].ndim == 1:
+            self.observe_rows(np.stack(columns), labels)
+        else:
+            for values, column_labels in zip(columns, labels, strict=True):
+                self.observe_many(values, column_labels)
 
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
@@ -272,14 +305,9 @@ class ServiceMetrics:
         fused: npt.NDArray[np.float64],
     ) -> None:
         """Score distributions of one scored request (live or shadow), under its version."""
-        columns = list(objective_scores.values())
-        if columns and len({c.shape for c in columns}) == 1 and columns[0].ndim == 1:
-            labels = [(objective, version) for objective in objective_scores]
-            self.objective_score.observe_rows(np.stack(columns), labels)
-        else:
-            for objective, scores in objective_scores.items():
-                self.objective_score.observe_many(scores, (objective, version))
-        self.fused_score.observe_many(fused, (version,))
+        labels = [(objective, version) for objective in objective_scores]
+        self.objective_score.observe_columns(list(objective_scores.values()), labels)
+        self.fused_score.observe_columns([fused], [(version,)])
 
     def set_models(self, model: str, held: list[tuple[str, str]], process: str) -> None:
         """Make ``held`` (version, role) the only ``mtrank_model_info`` series at 1."""

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from service import metrics as metrics_module
 from service.metrics import LATENCY_BUCKETS, OBJECTIVE_BUCKETS, BulkHistogram, ServiceMetrics
 
 # The dashboard's contract (tests/test_docker_stack.py SERVICE_METRICS): family -> (type, labels).
@@ -111,6 +112,51 @@ def test_bulk_rows_equal_one_observe_many_per_row(length: int) -> None:
     for values, row_labels in zip(rows, labels, strict=True):
         apart.observe_many(values, row_labels)
     assert generate_latest(registries[0]) == generate_latest(registries[1])
+
+
+@pytest.mark.parametrize("counting", ["c", "numpy"])
+def test_bulk_columns_equal_one_observe_many_per_column(
+    counting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's score columns in one call, as ``record_scores`` passes them: values on the
+    bounds, NaN and infinities (dropped), -0.0, a column that is a strided view, and columns of
+    other lengths than the rest."""
+    if counting == "numpy":
+        monkeypatch.setattr(metrics_module, "_speedups", None)
+    rng = np.random.default_rng(1)
+    block = rng.uniform(-1, 1200, size=(400, 2))
+    columns = [
+        np.concatenate([np.asarray(OBJECTIVE_BUCKETS), rng.uniform(0, 1, 300)]),
+        np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 0.001, 1e300, -1e300]),
+        block[:, 1],  # strided
+        rng.uniform(0, 1, 3),
+    ]
+    labels = [("click", "v1"), ("like", "v1"), ("click", "v2"), ("share", "v1")]
+    registries = CollectorRegistry(), CollectorRegistry()
+    together = BulkHistogram("h", "h", ["objective", "version"], OBJECTIVE_BUCKETS, registries[0])
+    apart = BulkHistogram("h", "h", ["objective", "version"], OBJECTIVE_BUCKETS, registries[1])
+    for _ in range(2):  # new series, then existing ones
+        together.observe_columns(columns, labels)
+        for values, column_labels in zip(columns, labels, strict=True):
+            apart.observe_many(values, column_labels)
+    got, want = _samples(registries[0]), _samples(registries[1])
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert (
+            got[key] == value
+            if key[0] != "h_sum"
+            else abs(got[key] - value) < 1e-6 * max(1.0, abs(value))
+        )
+    with pytest.raises(ValueError, match="takes labels"):
+        together.observe_columns(columns[:1], [("click",)])
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, ...], float]:
+    family = _families(registry)["h"]
+    return {
+        (s.name, *sorted(s.labels.items())): s.value  # type: ignore[misc]
+        for s in family.samples  # type: ignore[attr-defined]
+    }
 
 
 def test_model_info_keeps_one_series_per_held_version_and_role() -> None:

@@ -9,6 +9,7 @@ held to a plain ``orjson.dumps``.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -274,6 +275,64 @@ def test_write_items_declines_columns_that_do_not_match_the_ids() -> None:
     assert speedups.write_items(b"[]", [b"[]"], pieces) == b"[]"
     with pytest.raises(ValueError, match="pieces"):
         speedups.write_items(b'["a"]', [b"[1]"], pieces[:2])
+
+
+BOUNDS = np.array([-1.0, 0.0, 0.001, 0.5, 0.99, 1.0, 10.0, 1000.0])
+SCORES = st.one_of(
+    st.floats(width=64),
+    st.sampled_from([*BOUNDS.tolist(), -0.0, np.nextafter(0.5, 1), np.nextafter(0.5, 0)]),
+)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(SCORES, max_size=40), min_size=1, max_size=4), st.integers(0, 8))
+def test_bucket_counts_equal_searchsorted_and_bincount(
+    columns: list[list[float]], bounds: int
+) -> None:
+    """Every float (NaN and infinities dropped, -0.0, values on and next to the bounds) counted in
+    the slot numpy's ``searchsorted(side="left")`` gives it, the sums those of the finite values;
+    with no bounds, one slot."""
+    upper = BOUNDS[:bounds]
+    arrays = [np.asarray(column, dtype=np.float64) for column in columns]
+    counts = [np.full(bounds + 1, 7, dtype=np.int64) for _ in arrays]  # counts add up
+    sums = speedups.bucket_counts(upper, arrays, counts)
+    assert sums is not None
+    for array, got, total in zip(arrays, counts, sums, strict=True):
+        finite = array[np.isfinite(array)]
+        slots = np.searchsorted(upper, finite, side="left")
+        assert got.tolist() == (7 + np.bincount(slots, minlength=bounds + 1)).tolist()
+        if np.abs(finite).max(initial=0.0) < 1e300:  # sums in another order may overflow apart
+            # a sum in order: within n * eps of the exact sum, relative to the sum of magnitudes
+            bound = 1e-13 * math.fsum(np.abs(finite).tolist())
+            assert abs(total - math.fsum(finite.tolist())) <= bound
+
+
+@needs_c
+def test_bucket_counts_declines_buffers_of_another_kind_and_counts_nothing() -> None:
+    upper = np.array([0.5, 1.0])
+    column = np.array([0.2, 0.7])
+    fine = np.zeros(3, dtype=np.int64)
+    declined: list[tuple[list[Any], list[Any]]] = [
+        ([column.astype(np.float32)], [np.zeros(3, dtype=np.int64)]),
+        ([column], [np.zeros(3, dtype=np.int32)]),
+        ([column], [np.zeros(4, dtype=np.int64)]),
+        ([column, column], [fine, np.zeros(3, dtype=np.int64)[::-1]]),  # a column counted first
+        ([column, column], [fine]),
+        ([np.ones((2, 2))], [np.zeros(3, dtype=np.int64)]),
+        ([b"not floats"], [np.zeros(3, dtype=np.int64)]),
+    ]
+    for columns, counts in declined:
+        assert speedups.bucket_counts(upper, columns, counts) is None
+        assert not fine.any()
+    assert speedups.bucket_counts(upper.astype(np.float32), [column], [fine]) is None
+    read_only = np.zeros(3, dtype=np.int64)
+    read_only.flags.writeable = False
+    assert speedups.bucket_counts(upper, [column], [read_only]) is None
+    sums = speedups.bucket_counts(upper, [column[::-1]], [fine])
+    assert sums is not None
+    assert sums[0] == pytest.approx(0.9)
+    assert fine.tolist() == [1, 1, 0]
 
 
 @pytest.mark.skipif(
