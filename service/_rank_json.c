@@ -1,16 +1,19 @@
 /* parse_rank_body: a /rank body's JSON straight into what service.rank_body needs, in one pass.
  *
  * The list form's candidates ([{"id": ..., "features": {...}}, ...]) become the ids and one list per
- * feature as the rows are read, so no object is built per candidate; every other member of the body
- * becomes plain Python values (dict, list, str, int, float, bool, None), as msgspec's untyped decoder
- * builds them. service.rank_body checks the values against the same rules as the msgspec path.
+ * feature as the rows are read, so no object is built per candidate; the columnar form's
+ * ({"ids": [...], "features": {name: [...]}}) the same ids and lists, checked as they are read (ids
+ * of 1 to 256 characters, values strings, numbers or nulls, every list as long as the ids). Every
+ * other member of the body becomes plain Python values (dict, list, str, int, float, bool, None), as
+ * msgspec's untyped decoder builds them. service.rank_body checks those against the same rules as
+ * the msgspec path.
  *
  * It declines (returns None) whatever it is not sure of, and the msgspec path takes over: a string
  * with an escape or a control character, bytes that are not UTF-8, an integer past int64, a number
  * past the float range, nesting deeper than MAX_DEPTH, a top-level member named twice, candidate rows
  * that are not objects of "id" (a string) and "features" (an object of strings, numbers and nulls)
- * or whose feature names differ from the first row's (same names, same order), anything after the
- * body. tests/service/test_rank_json.py holds it to the msgspec path.
+ * or whose feature names differ from the first row's (same names, same order), columns given before
+ * the ids, anything after the body. tests/service/test_rank_json.py holds it to the msgspec path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -339,7 +342,7 @@ static int row(Cursor *c, Rows *rows) {
     return 1;
 }
 
-/* (ids, {name: column}, keys) of the candidate rows; the cursor is past the opening bracket. */
+/* (ids, {name: column}, False, keys) of the candidate rows; the cursor is past the opening bracket. */
 static PyObject *candidate_rows(Cursor *c) {
     Rows *rows = PyMem_Malloc(sizeof(Rows));
     if (rows == NULL) return PyErr_NoMemory();
@@ -363,12 +366,87 @@ static PyObject *candidate_rows(Cursor *c) {
             goto done;
         }
     }
-    result = Py_BuildValue("(ONn)", rows->ids, by_name, rows->keys);
+    result = Py_BuildValue("(ONOn)", rows->ids, by_name, Py_False, rows->keys);
 done:
     Py_XDECREF(rows->ids);
     Py_XDECREF(rows->columns);
     Py_XDECREF(rows->names);
     PyMem_Free(rows);
+    return result;
+}
+
+/* --- the columnar form's candidates ----------------------------------------------------------- */
+
+/* ["id", ...]: strings of 1 to 256 characters, at least one; the cursor is past the bracket. */
+static PyObject *id_list(Cursor *c) {
+    PyObject *ids = PyList_New(0);
+    if (ids == NULL) return NULL;
+    do {
+        PyObject *id = string_value(c);
+        Py_ssize_t length = id == NULL ? 0 : PyUnicode_GET_LENGTH(id);
+        int failed = id == NULL || length < 1 || length > 256 || PyList_Append(ids, id) < 0;
+        Py_XDECREF(id);
+        if (failed) {
+            Py_DECREF(ids);
+            return NULL;
+        }
+    } while (take(c, ','));
+    if (take(c, ']')) return ids;
+    Py_DECREF(ids);
+    return DECLINE;
+}
+
+/* {name: [scalar, ...], ...}, every list ``n`` long; the cursor is past the brace. A repeated name
+ * keeps its last list, as msgspec does: the names kept are then fewer than the body's colons and
+ * rank_body declines. */
+static PyObject *scalar_columns(Cursor *c, Py_ssize_t n) {
+    PyObject *columns = PyDict_New();
+    if (columns == NULL || take(c, '}')) return columns;
+    do {
+        PyObject *name = string_value(c), *column = NULL;
+        if (name != NULL && take(c, ':') && take(c, '[') && (column = PyList_New(0)) != NULL) {
+            int ok = 1;
+            do {
+                PyObject *value = scalar_value(c, 0);
+                ok = value != NULL && PyList_Append(column, value) == 0;
+                Py_XDECREF(value);
+            } while (ok && take(c, ','));
+            if (!ok || !take(c, ']') || PyList_GET_SIZE(column) != n ||
+                PyDict_SetItem(columns, name, column) < 0)
+                Py_CLEAR(column);
+        }
+        Py_XDECREF(name);
+        if (column == NULL) {
+            Py_DECREF(columns);
+            return NULL;
+        }
+        Py_DECREF(column);
+    } while (take(c, ','));
+    if (take(c, '}')) return columns;
+    Py_DECREF(columns);
+    return DECLINE;
+}
+
+/* (ids, {name: column}, True, keys) of {"ids": [...], "features": {...}}, "ids" first (the columns'
+ * length is the ids'); the cursor is past the opening brace. */
+static PyObject *candidate_columns(Cursor *c) {
+    Py_ssize_t keys = 1;
+    if (!quoted_name(c, "\"ids\"", 5) || !take(c, ':') || !take(c, '[')) return DECLINE;
+    PyObject *ids = id_list(c), *columns = NULL;
+    if (ids == NULL) return NULL;
+    if (take(c, ',')) {
+        if (quoted_name(c, "\"features\"", 10) && take(c, ':') && take(c, '{')) {
+            columns = scalar_columns(c, PyList_GET_SIZE(ids));
+            keys += 1 + (columns == NULL ? 0 : PyDict_GET_SIZE(columns)); /* features, the names */
+        }
+    } else {
+        columns = PyDict_New();
+    }
+    PyObject *result = NULL;
+    if (columns != NULL && take(c, '}'))
+        result = Py_BuildValue("(OOOn)", ids, columns, Py_True, keys);
+    Py_DECREF(ids);
+    Py_XDECREF(columns);
     return result;
 }
 
@@ -388,8 +466,8 @@ PyObject *parse_rank_body(PyObject *module, PyObject *args) {
             if (candidates != NULL) goto done; /* named twice */
             if (take(&c, '[')) {
                 candidates = candidate_rows(&c);
-            } else {
-                candidates = any_value(&c); /* the columnar form, checked by rank_body */
+            } else if (take(&c, '{')) {
+                candidates = candidate_columns(&c);
             }
             if (candidates == NULL) goto done;
             continue;

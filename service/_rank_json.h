@@ -4,11 +4,11 @@
 #include <Python.h>
 
 #define PARSE_RANK_BODY_DOC                                                                        \
-    "parse_rank_body(body: bytes) -> tuple[dict, tuple[list[str], dict[str, list], int] | Any] "  \
+    "parse_rank_body(body: bytes) -> tuple[dict, tuple[list[str], dict[str, list], bool, int]] "  \
     "| None\n\n"                                                                                   \
-    "The body's members other than candidates as plain values, and the candidates: the list "     \
-    "form as (ids, {name: column}, object keys), the columnar form as a plain value. None when "   \
-    "the msgspec path must decide (see service/_rank_json.c)."
+    "The body's members other than candidates as plain values, and the candidates as (ids, "       \
+    "{name: column}, columnar?, object keys). None when the msgspec path must decide (see "        \
+    "service/_rank_json.c)."
 
 PyObject *parse_rank_body(PyObject *module, PyObject *args);
 

@@ -5,10 +5,11 @@ and the objects are then turned into columns anyway. :func:`parse_fast` reads th
 ways, then checks what it read against the same rules as ``service.schemas``:
 
 * ``parse_rank_body`` in C (``service/_rank_json.c``): the list form's candidates go straight into
-  the ids and one list per feature as the rows are read (no object per candidate), every other
-  member into plain values; about 2.5x faster than msgspec at 500 candidates. It declines (and
-  msgspec reads the body) whatever it is not sure of: an escape in a string, rows with other
-  feature names than the first, a number it cannot read exactly;
+  the ids and one list per feature as the rows are read (no object per candidate), the columnar
+  form's into the same lists, checked as msgspec checks them, every other member into plain values;
+  about 2x faster than msgspec at 500 list candidates. It declines (and msgspec reads the body)
+  whatever it is not sure of: an escape in a string, rows with other feature names than the first,
+  a number it cannot read exactly;
 * msgspec into small typed structs: the candidate rows (or columns) are checked while they are
   decoded (an id is a string of 1 to 256 characters, a feature value a string, an int64, a finite
   float or null, no unknown keys); the user, the context and the fusion override are plain JSON
@@ -56,7 +57,6 @@ except ImportError:  # built without a C compiler: rows become columns in Python
 
 _USER_KEYS = frozenset({"id", "features"})
 _VALUE: frozenset[type] = frozenset({str, int, float, list, type(None)})
-_SCALAR: frozenset[type] = frozenset({str, int, float, type(None)})
 _SEQUENCE_ID: frozenset[type] = frozenset({str, int})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NO_FEATURES: dict[str, Any] = {}
@@ -95,7 +95,6 @@ class _Body(Struct, forbid_unknown_fields=True):
 
 FIELDS = _Body.__struct_fields__
 _MEMBERS = frozenset(FIELDS) - {"candidates"}
-_COLUMNS_KEYS = frozenset(_Columns.__struct_fields__)
 _decoder = msgspec.json.Decoder(_Body)
 _parse_body = None if _speedups is None else _speedups.parse_rank_body
 _get_id = attrgetter("id")
@@ -192,10 +191,7 @@ def _decode(body: bytes) -> tuple[dict[str, Any], _Candidates | None] | None:
             members, candidates = parsed
             if not members.keys() <= _MEMBERS:  # an unknown member: msgspec refuses it too
                 return None
-            if type(candidates) is tuple:
-                ids, columns, keys = candidates
-                return members, (ids, columns, False, keys)
-            return members, _plain_columns(candidates)
+            return members, candidates
     try:
         decoded = _decoder.decode(body)
     except (msgspec.DecodeError, RecursionError):  # a validation error is a DecodeError too
@@ -290,30 +286,6 @@ def _candidates(candidates: list[_Row] | _Columns) -> _Candidates | None:
         return None
     ids, columns, keys = found
     return ids, columns, columnar, keys
-
-
-def _plain_columns(candidates: Any) -> _Candidates | None:
-    """The columnar candidates as plain values (the C parser's), checked as msgspec checks
-    ``_Columns``: ``ids`` strings of 1 to 256 characters, ``features`` lists of scalars."""
-    if type(candidates) is not dict or "ids" not in candidates:
-        return None
-    if not candidates.keys() <= _COLUMNS_KEYS:
-        return None
-    ids = candidates["ids"]
-    features = candidates.get("features", _NO_FEATURES)
-    if type(ids) is not list or type(features) is not dict or not ids:
-        return None
-    if set(map(type, ids)) != {str}:
-        return None
-    lengths = list(map(len, ids))
-    if min(lengths) < 1 or max(lengths) > 256:
-        return None
-    n = len(ids)
-    for column in features.values():
-        if type(column) is not list or len(column) != n or not _column(column, _SCALAR):
-            return None
-    keys = 1 + ("features" in candidates) + len(features)
-    return ids, dict(features), True, keys
 
 
 def _rows(rows: list[_Row]) -> tuple[list[str], dict[str, list[Any]], int] | None:

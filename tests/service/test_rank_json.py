@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import rank_body
+from service.json_body import BodyLimits
 
 try:
     from service import _speedups as speedups
@@ -43,12 +44,8 @@ HEAD = {
 def expected(body: bytes) -> tuple[dict[str, Any], Any]:
     """What msgspec makes of the body, in ``parse_rank_body``'s shape."""
     members = msgspec.json.decode(body)
-    candidates = members.pop("candidates")
-    if isinstance(candidates, list):
-        rows = rank_body._decoder.decode(body).candidates
-        assert isinstance(rows, list)
-        return members, rank_body._rows(rows)
-    return members, candidates
+    del members["candidates"]
+    return members, rank_body._candidates(rank_body._decoder.decode(body).candidates)
 
 
 def identical(a: Any, b: Any) -> bool:
@@ -85,6 +82,8 @@ def assert_reads_as_msgspec(body: bytes) -> None:
         orjson.dumps({"candidates": [{"features": {}, "id": "a"}, {"id": "b", "features": {}}]}),
         orjson.dumps({"candidates": [{"features": r["features"], "id": r["id"]} for r in ROWS]}),
         orjson.dumps({**HEAD, "candidates": {"ids": ["a", "b"], "features": {"x": [1, None]}}}),
+        orjson.dumps({"candidates": {"ids": ["a", "b"]}}),
+        b'{"candidates": { "ids" : [ "a" ] , "features" : { "x" : [ -0.0 ] , "y" : [ "s" ] } } }',
         orjson.dumps({"candidates": [{"id": "a", "features": {"s": "x:y,z}{]["}}]}),
         b' \r\n\t{ "candidates" : [ { "id" : "a" , "features" : { "x" : 1.5e-3 } } ] } \n',
     ],
@@ -96,6 +95,8 @@ def assert_reads_as_msgspec(body: bytes) -> None:
         "empty features",
         "features first",
         "columnar",
+        "columnar ids only",
+        "columnar with whitespace",
         "json punctuation in a string",
         "whitespace everywhere",
     ],
@@ -105,12 +106,21 @@ def test_bodies_clients_send_are_read_as_msgspec_reads_them(body: bytes) -> None
 
 
 def test_rows_become_columns_under_the_first_rows_names() -> None:
-    members, (ids, columns, keys) = parse(orjson.dumps({**HEAD, "candidates": ROWS}))
+    members, (ids, columns, columnar, keys) = parse(orjson.dumps({**HEAD, "candidates": ROWS}))
+    assert not columnar
     assert members == HEAD
     assert ids == ["item-0", "item-1", "日本-2"]
     assert list(columns) == ["item_id", "item_category", "item_price"]
     assert columns["item_price"] == [58.88, 11, -0.0]
     assert keys == 3 * (2 + 3)  # each row's id and features, and its three names
+
+
+def test_a_feature_named_twice_in_the_columnar_form_leaves_a_colon_over_so_it_is_declined() -> None:
+    body = b'{"user":{"id":"u"},"candidates":{"ids":["a"],"features":{"x":[1],"x":[2]}}}'
+    parsed = parse(body)
+    assert parsed is not None
+    assert parsed[1][3] == 3  # ids, features and the one name kept: one less than the colons
+    assert rank_body.parse_fast(body, BodyLimits(max_candidates=10, max_sequence_length=5)) is None
 
 
 def number_body(token: bytes) -> bytes:
@@ -132,6 +142,9 @@ def assert_number_as_msgspec(token: bytes) -> None:
         return
     assert got is not None, token
     assert identical(got[1][1]["x"], [reference]), (token, got[1][1]["x"], reference)
+    columnar = parse(b'{"candidates":{"ids":["a"],"features":{"x":[' + token + b"]}}}")
+    assert columnar is not None
+    assert identical(columnar[1][1]["x"], [reference])
 
 
 @settings(max_examples=2000, deadline=None)
@@ -230,6 +243,17 @@ def test_strings_are_read_as_msgspec_reads_them_or_declined(text: str) -> None:
         b'\xef\xbb\xbf{"candidates":[{"id":"a"}]}',
         b'{"candidates":[{"id":"a"}],"user":' + b"[" * 70 + b"]" * 70 + b"}",
         b'{"candidates":[{"id":"a"}],"user":{"x":1,}}',
+        b'{"candidates":{"features":{"x":[1]},"ids":["a"]}}',
+        b'{"candidates":{"ids":["a","b"],"features":{"x":[1]}}}',
+        b'{"candidates":{"ids":["a"],"features":{"x":[true]}}}',
+        b'{"candidates":{"ids":["a"],"features":{"x":[[1]]}}}',
+        b'{"candidates":{"ids":["a"],"features":{"x":1}}}',
+        b'{"candidates":{"ids":["a"],"extra":1}}',
+        b'{"candidates":{"ids":[]}}',
+        b'{"candidates":{"ids":[""]}}',
+        b'{"candidates":{"ids":[1]}}',
+        b'{"candidates":{}}',
+        b'{"candidates":null}',
         b'{"candidates":[{"id":"a"},]}',
         b'{"candidates":[{"id":"a"}]',
         b'{"user":{}}',
