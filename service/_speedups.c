@@ -15,6 +15,8 @@
  *               service.metrics.BulkHistogram.observe_many counts them (np.searchsorted + bincount).
  * parse_rank_body  a /rank body's JSON -> its members, the list form's candidates as columns
  *               (in _rank_json.c), as service.rank_body's msgspec path decodes it.
+ * scores_within, weighted_sum, indices_within  the checks and the weighted-sum fusion around the
+ *               graphs (in _scores.c), as numpy computes them.
  *
  * Each declines (returns None) whatever it is not sure of, and the Python code takes over: an
  * element that is not an exact str or an int within int64 (None, bool, float, a list), a string
@@ -29,6 +31,7 @@
 #include <string.h>
 
 #include "_rank_json.h"
+#include "_scores.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
@@ -582,6 +585,9 @@ static PyMethodDef methods[] = {
     {"plain_floats", plain_floats, METH_VARARGS, plain_floats_doc},
     {"bucket_counts", bucket_counts, METH_VARARGS, bucket_counts_doc},
     {"parse_rank_body", parse_rank_body, METH_VARARGS, PARSE_RANK_BODY_DOC},
+    {"scores_within", scores_within, METH_VARARGS, SCORES_WITHIN_DOC},
+    {"weighted_sum", weighted_sum, METH_VARARGS, WEIGHTED_SUM_DOC},
+    {"indices_within", indices_within, METH_VARARGS, INDICES_WITHIN_DOC},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,6 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service.contracts.tasks import TASK_ID_PATTERN, DerivedObjective
 
+try:
+    from service import _speedups
+except ImportError:  # built without a C compiler: numpy sums the terms
+    _speedups = None  # type: ignore[assignment]
+
 FUSION_FILE = "fusion.yaml"
 PRESET_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -215,19 +220,23 @@ def fuse(spec: FusionSpec, objectives: Mapping[str, npt.NDArray[Any]]) -> Floats
     if missing:
         raise UnknownObjectiveError(missing[0], list(objectives), f"fusion.terms.{missing[0]}")
     columns = {name: np.asarray(objectives[name], dtype=np.float64) for name in spec.terms}
-    n = next(iter(columns.values())).shape[0]
-    total = np.zeros(n, dtype=np.float64)
-    for name, term in spec.terms.items():
-        g = apply_transform(columns[name], term.transform)
-        if spec.kind == "weighted_sum":
-            total += term.weight * g
-        else:
-            total += term.weight * np.log(np.maximum(g, 0.0) + spec.epsilon)
-    if spec.kind == "power_product":
-        with np.errstate(over="ignore", under="ignore"):
-            scores = np.exp(total)
-    else:
-        scores = total
+    transformed = [
+        apply_transform(columns[name], term.transform) for name, term in spec.terms.items()
+    ]
+    if spec.kind == "weighted_sum" and _speedups is not None:  # one C pass, numpy's exact sums
+        written = _speedups.weighted_sum(transformed, [term.weight for term in spec.terms.values()])
+        if written is not None:  # None: a non-finite sum (numpy's path says why) or odd columns
+            summed: Floats = np.frombuffer(written, dtype=np.float64)
+            return summed
+    total = np.zeros(transformed[0].shape[0], dtype=np.float64)
+    # an overflow is refused below, naming the fix, not warned about on stderr as well
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for g, term in zip(transformed, spec.terms.values(), strict=True):
+            if spec.kind == "weighted_sum":
+                total += term.weight * g
+            else:
+                total += term.weight * np.log(np.maximum(g, 0.0) + spec.epsilon)
+        scores = np.exp(total) if spec.kind == "power_product" else total
     if not np.isfinite(scores).all():
         raise ValueError(
             f"{spec.kind} fusion produced non-finite scores (weights too large for the objectives' "

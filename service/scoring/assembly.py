@@ -27,6 +27,11 @@ from service.contracts.transform import FeatureTransform, FeatureValueError
 from service.errors import InvalidInput, RankError
 from service.store.ports import FeatureFetch
 
+try:
+    from service import _speedups
+except ImportError:  # built without a C compiler: numpy checks the indices
+    _speedups = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 USER_PREFIX = "user.features"
@@ -79,6 +84,9 @@ class FeatureAssembler:
         self._seq_cards = np.array(
             [spec.item_feature_of(s).cardinality for s in spec.sequences()], dtype=np.int64
         )
+        # a bound per cell of a user_seq row, (S, L) flattened: its sequence's item table size
+        max_length = max((s.max_length for s in spec.sequences()), default=0)
+        self._seq_bounds = np.repeat(self._seq_cards, max_length)
 
     # --- public ------------------------------------------------------------------------------
 
@@ -225,6 +233,8 @@ class FeatureAssembler:
         last embedding row in onnxruntime and one past the table fails the whole batch."""
         cat = arrays[f"{group}_cat"]
         cards = self._cards[group]
+        if self._within_in_c(cat, cards, arrays.get("user_seq") if group == "user" else None):
+            return
         # one pass per test over the whole (N, C) block: a max along axis 0 of a few columns
         # costs several times more in numpy than comparing every cell
         if cat.size and (cat.min() < 0 or bool((cat >= cards).any())):
@@ -239,6 +249,18 @@ class FeatureAssembler:
                 raise RankError(
                     "user_seq holds an index outside its item table: the transform is broken"
                 )
+
+    def _within_in_c(
+        self, cat: npt.NDArray[np.int64], cards: npt.NDArray[np.int64], seq: npt.NDArray[Any] | None
+    ) -> bool:
+        """True when the C extension finds every index in range (one pass per block); False
+        when one is not, or the extension is missing or declines: numpy then decides."""
+        if _speedups is None or not _speedups.indices_within(cat, cards):
+            return False
+        if seq is None:
+            return True
+        rows = seq.reshape(seq.shape[0], seq.shape[1] * seq.shape[2])  # (1, S * L)
+        return bool(_speedups.indices_within(rows, self._seq_bounds))
 
 
 def stored_rows(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,11 @@ from service.model_store import ModelStore
 from service.scoring.assembly import FeatureAssembler, RankInput
 from service.scoring.onnx_model import SplitSessions
 from service.scoring.routing import Routing
+
+try:
+    from service import _speedups
+except ImportError:  # built without a C compiler: numpy checks the scores
+    _speedups = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +82,20 @@ class LoadedModel:
         tasks = {task.id: outputs[task.output] for task in self.manifest.tasks}
         return derive_objectives(tasks, self.manifest.derived)
 
+    @cached_property
+    def _binary(self) -> frozenset[str]:
+        return frozenset(t.id for t in self.manifest.tasks if t.type == "binary")
+
     def check_outputs(self, scores: dict[str, Floats]) -> None:
         """Raise ValueError unless every objective is finite and binary tasks lie in [0, 1].
 
-        All objectives are checked in three numpy calls; only a failing set is walked one
-        objective at a time, for the message naming the first bad one."""
-        binary = {t.id for t in self.manifest.tasks if t.type == "binary"}
+        All objectives are checked in one C pass (else three numpy calls); only a failing set is
+        walked one objective at a time, for the message naming the first bad one."""
+        binary = self._binary
         columns = list(scores.values())
+        unit = [name in binary for name in scores]
+        if _speedups is not None and _speedups.scores_within(columns, unit):  # one C pass
+            return  # None (columns of another kind) or False (a failing set): numpy decides
         if columns and len({c.shape for c in columns}) == 1 and columns[0].ndim == 1:
             stacked = np.stack(columns)  # (objectives, N)
             rows = [k for k, name in enumerate(scores) if name in binary]
