@@ -17,6 +17,7 @@ in a categorical column is pandas' missing marker and counts as missing. Ids are
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -142,21 +143,34 @@ class _NumericPipeline:
             raise ValueError(f"numeric feature {feature.name!r} has no fitted stats")
         self.lo, self.hi = stats.clip_lo, stats.clip_hi
         self.log1p = feature.log1p
+        # max(x, 0) before log1p leaves alone what the clip already raised to a positive floor
+        self.positive_floor = self.lo is not None and self.lo > 0
         self.standard = feature.normalize == "standard"
         self.mean, self.std = stats.mean, stats.std
         if feature.default is not None:
             self.fill = float(self.apply(np.array([feature.default], dtype=np.float64))[0])
         else:
             self.fill = 0.0 if self.standard else self.mean
+        self.within_float32 = self._within_float32()
 
     def apply(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if self.lo is not None or self.hi is not None:
             x = _clip(x, self.lo, self.hi)
         if self.log1p:
-            x = np.log1p(np.maximum(x, 0.0))
+            x = np.log1p(x if self.positive_floor else np.maximum(x, 0.0))
         if self.standard:
             x = (x - self.mean) / self.std
         return x
+
+    def _within_float32(self) -> bool:
+        """Whether every output, and the fill, lies far inside float32's range, so the clip to it
+        in ``_scale`` changes nothing: with both clip bounds, ``apply`` is monotone (a clip, log1p,
+        a shift and a scale), so its outputs lie between its values at the two bounds."""
+        if self.lo is None or self.hi is None:
+            return False
+        with np.errstate(all="ignore"):
+            ends = self.apply(np.array([self.lo, self.hi], dtype=np.float64))
+        return bool(np.isfinite(ends).all()) and max(*np.abs(ends).tolist(), abs(self.fill)) < 1e38
 
 
 class _Buckets:
@@ -174,6 +188,7 @@ class _Buckets:
         return found
 
 
+@functools.lru_cache(maxsize=4096)  # a request names the same few fields every time
 def _field(prefix: str, name: str) -> str:
     prefix = prefix.rstrip(".")
     return f"{prefix}.{name}" if prefix else name
@@ -405,7 +420,9 @@ def _scale(
             values = np.where(fill, pipeline.fill, pipeline.apply(np.where(fill, 0.0, x)))
         else:  # the usual column: no pass picks between value and fill
             values = pipeline.apply(x)
-    return _clip(values, -_FLOAT32_MAX, _FLOAT32_MAX).astype(np.float32)
+    if not pipeline.within_float32:
+        values = _clip(values, -_FLOAT32_MAX, _FLOAT32_MAX)
+    return values.astype(np.float32)
 
 
 def _clip(
@@ -421,6 +438,11 @@ def _clip(
 
 
 def _check_sides(sides: Iterable[str]) -> frozenset[Side]:
+    return _sides(tuple(sides))
+
+
+@functools.lru_cache(maxsize=64)  # a few tuples of sides per process
+def _sides(sides: tuple[str, ...]) -> frozenset[Side]:
     wanted = frozenset(sides)
     unknown = sorted(s for s in wanted if s not in SIDES)
     if unknown:

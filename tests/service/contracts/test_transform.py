@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.contracts.feature_spec import FeatureSpec
 from service.contracts.transform import FeatureTransform, FeatureValueError
@@ -347,6 +349,43 @@ def test_numbers_are_clipped_log_scaled_and_standardised() -> None:
     out = FeatureTransform(spec, strict=True).transform_columns({"x": raw}, 5, ["item"])["item_num"]
     expected = (np.log1p(np.clip(raw, 0.0, 99.0)) - 1.0) / 0.5
     np.testing.assert_allclose(out[:, 0], expected.astype(np.float32), rtol=1e-6)
+
+
+BOUND = st.one_of(st.none(), st.sampled_from([0.0, -0.0, 0.5, -3.0, 2.0, 1e30, 1e200]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20),
+    BOUND,
+    BOUND,
+    st.booleans(),
+    st.sampled_from(["standard", "none"]),
+    st.sampled_from([1e-300, 1e-3, 0.5, 1e10]),
+)
+def test_scaling_skips_only_steps_that_change_nothing(
+    values: list[float], lo: float | None, hi: float | None, log1p: bool, normalize: str, std: float
+) -> None:
+    """The pipeline leaves out max(x, 0) after a clip to a positive floor, and the clip to float32's
+    range when the clip bounds keep every output far inside it: the same float32 bits as every
+    step done, for any finite input and bounds."""
+    if lo is not None and hi is not None and lo > hi:
+        lo, hi = hi, lo
+    stats = {"mean": 0.25, "std": std, "clip_lo": lo, "clip_hi": hi}
+    feature = {"name": "x", "side": "item", "kind": "numeric", "log1p": log1p}
+    spec = FeatureSpec.model_validate(
+        {"name": "n", "features": [feature | {"normalize": normalize, "stats": stats}]}
+    )
+    x = np.array(values)
+    out = FeatureTransform(spec, strict=True).transform_columns({"x": x}, len(x), ["item"])
+    with np.errstate(all="ignore"):
+        full = x if lo is None else np.maximum(x, lo)  # the clip as the pipeline has it
+        full = full if hi is None else np.minimum(full, hi)
+        full = np.log1p(np.maximum(full, 0.0)) if log1p else full
+        full = (full - 0.25) / std if normalize == "standard" else full
+        limit = float(np.finfo(np.float32).max)
+        expected = np.minimum(np.maximum(full, -limit), limit).astype(np.float32)
+    assert out["item_num"][:, 0].tobytes() == expected.tobytes()
 
 
 def test_huge_values_without_clip_stay_finite_float32() -> None:
