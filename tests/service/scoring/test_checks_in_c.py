@@ -65,13 +65,14 @@ def test_scores_within_answers_what_numpy_answers(n: int, spec: list[tuple[bool,
 
 def test_scores_within_declines_columns_of_another_kind() -> None:
     fine = np.array([0.5, 0.25])
-    for columns, unit in [
+    declined: list[tuple[list[Any], list[bool]]] = [
         ([fine.astype(np.float32)], [True]),
         ([np.ones((2, 2))], [True]),
         ([fine, np.array([0.5])], [True, True]),  # lengths differ
         ([fine], [True, False]),  # a flag per column
         ([b"not floats"], [True]),
-    ]:
+    ]
+    for columns, unit in declined:
         assert speedups.scores_within(columns, unit) is None
     assert speedups.scores_within([], []) is True
 
@@ -102,14 +103,15 @@ def test_weighted_sum_is_numpys_sum_bit_for_bit(n: int, terms: list[tuple[float,
 
 def test_weighted_sum_declines_what_numpy_must_sum() -> None:
     fine = np.array([0.5, 0.25])
-    for columns, weights in [
+    declined: list[tuple[list[Any], list[Any]]] = [
         ([], []),
         ([fine], [1]),  # an int weight: numpy's path, whatever it does with it
         ([fine], [1.0, 2.0]),
         ([fine.astype(np.float32)], [1.0]),
         ([fine, np.array([1.0])], [1.0, 1.0]),
         ([np.array([1e308]), np.array([1e308])], [1.0, 1.0]),  # overflows to inf
-    ]:
+    ]
+    for columns, weights in declined:
         assert speedups.weighted_sum(columns, weights) is None
 
 
