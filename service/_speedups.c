@@ -10,7 +10,10 @@
  * encode_sequences  a sequence column (lists of ids) -> the (rows, length) int64 codes
  *               service.contracts.transform.FeatureTransform._sequence computes.
  * plain_floats  a numeric column of exact ints and floats, all finite -> float64, as
- *               service.contracts.coercion.numbers_of converts it.
+ *               service.contracts.coercion.numbers_of converts it (and clipped, as the pipeline
+ *               clips it).
+ * scale_floats  float64 values -> standardised float32, as service.contracts.transform._scale
+ *               computes them (log1p, where the pipeline has it, stays numpy's, between the two).
  * bucket_counts  score columns -> histogram bucket counts and sums, as
  *               service.metrics.BulkHistogram.observe_many counts them (np.searchsorted + bincount).
  * parse_rank_body  a /rank body's JSON -> its members, the list form's candidates as columns
@@ -26,6 +29,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -193,14 +197,33 @@ decline:
 }
 
 PyDoc_STRVAR(plain_floats_doc,
-"plain_floats(values: list) -> bytearray | None\n\n"
+"plain_floats(values: list, lo: float | None = None, hi: float | None = None) -> bytearray | None\n\n"
 "A numeric column as float64 in native byte order, as numpy converts it, when every element is\n"
 "an exact float or int and finite as a float64. None otherwise (missing, bool, a string, NaN,\n"
-"Inf, an int past the float range): the Python path decides.");
+"Inf, an int past the float range): the Python path decides. With ``lo`` / ``hi``, each value is\n"
+"clipped to them as ``np.minimum(np.maximum(x, lo), hi)`` does (the caller passes no zero bound,\n"
+"where numpy's choice between 0.0 and -0.0 would decide).");
+
+/* An optional bound: None, or a float (an int is refused: the caller passes the spec's floats). */
+static int optional_bound(PyObject *object, int *given, double *bound) {
+    *given = object != NULL && object != Py_None;
+    if (!*given) return 1;
+    if (!PyFloat_CheckExact(object)) {
+        PyErr_SetString(PyExc_TypeError, "a clip bound must be a float or None");
+        return 0;
+    }
+    *bound = PyFloat_AS_DOUBLE(object);
+    return 1;
+}
 
 static PyObject *plain_floats(PyObject *module, PyObject *args) {
-    PyObject *values;
-    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &values)) return NULL;
+    PyObject *values, *lo_object = NULL, *hi_object = NULL;
+    int has_lo, has_hi;
+    double lo = 0.0, hi = 0.0;
+    if (!PyArg_ParseTuple(args, "O!|OO", &PyList_Type, &values, &lo_object, &hi_object))
+        return NULL;
+    if (!optional_bound(lo_object, &has_lo, &lo) || !optional_bound(hi_object, &has_hi, &hi))
+        return NULL;
     Py_ssize_t n = PyList_GET_SIZE(values);
     PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
     if (out == NULL) return NULL;
@@ -224,12 +247,61 @@ static PyObject *plain_floats(PyObject *module, PyObject *args) {
             goto decline;
         }
         if (!isfinite(x)) goto decline;
+        if (has_lo && x < lo) x = lo; /* np.maximum keeps x when x >= lo */
+        if (has_hi && x > hi) x = hi; /* np.minimum keeps x when x <= hi */
         floats[k] = x;
     }
     return out;
 decline:
     Py_DECREF(out);
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(scale_floats_doc,
+"scale_floats(x, mean: float, std: float, standard: bool, clip: bool) -> bytearray | None\n\n"
+"A 1-d float64 buffer's values as float32 in native byte order: ``(x - mean) / std`` when\n"
+"``standard``, then with ``clip`` limited to float32's range, as service.contracts.transform's\n"
+"_scale computes them with numpy (an IEEE subtract, divide, max, min and cast each, in that\n"
+"order). None when the buffer is of another kind or a value is NaN: the numpy path decides.");
+
+static PyObject *scale_floats(PyObject *module, PyObject *args) {
+    PyObject *object;
+    double mean, std;
+    int standard, clip;
+    if (!PyArg_ParseTuple(args, "Oddpp", &object, &mean, &std, &standard, &clip)) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(object, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (view.ndim != 1 || view.itemsize != 8 || view.format == NULL || strcmp(view.format, "d") != 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t n = view.shape[0];
+    const double *x = view.buf;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(float));
+    if (out == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    float *scaled = (float *)PyByteArray_AS_STRING(out);
+    const double limit = FLT_MAX;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double y = standard ? (x[i] - mean) / std : x[i];
+        if (isnan(y)) { /* numpy's maximum and minimum propagate NaN their own way */
+            PyBuffer_Release(&view);
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        if (clip) {
+            if (y < -limit) y = -limit;
+            if (y > limit) y = limit;
+        }
+        scaled[i] = (float)y; /* round to nearest even, as numpy's astype */
+    }
+    PyBuffer_Release(&view);
+    return out;
 }
 
 /* --- write_items ------------------------------------------------------------------------------ */
@@ -583,6 +655,7 @@ static PyMethodDef methods[] = {
     {"write_items", write_items, METH_VARARGS, write_items_doc},
     {"encode_sequences", encode_sequences, METH_VARARGS, encode_sequences_doc},
     {"plain_floats", plain_floats, METH_VARARGS, plain_floats_doc},
+    {"scale_floats", scale_floats, METH_VARARGS, scale_floats_doc},
     {"bucket_counts", bucket_counts, METH_VARARGS, bucket_counts_doc},
     {"parse_rank_body", parse_rank_body, METH_VARARGS, PARSE_RANK_BODY_DOC},
     {"scores_within", scores_within, METH_VARARGS, SCORES_WITHIN_DOC},

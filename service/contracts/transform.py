@@ -152,6 +152,8 @@ class _NumericPipeline:
         else:
             self.fill = 0.0 if self.standard else self.mean
         self.within_float32 = self._within_float32()
+        # the C passes' clip bounds; none at a zero bound, where numpy's choice of sign decides
+        self._c_clip = None if 0.0 in (self.lo, self.hi) else (self.lo, self.hi)
 
     def apply(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if self.lo is not None or self.hi is not None:
@@ -161,6 +163,22 @@ class _NumericPipeline:
         if self.standard:
             x = (x - self.mean) / self.std
         return x
+
+    def scale_list(self, values: list[Any]) -> npt.NDArray[np.float32] | None:
+        """``_scale(self, numbers, None)`` of a list of finite JSON numbers, the same bits, in two C
+        passes (convert and clip; standardise and cast) with numpy's log1p between them. None
+        without the C extension, at a zero clip bound, or when a value needs the general path."""
+        if _speedups is None or self._c_clip is None:
+            return None
+        written = _speedups.plain_floats(values, *self._c_clip)
+        if written is None:
+            return None
+        x = np.frombuffer(written, dtype=np.float64)
+        if self.log1p:
+            x = np.log1p(x if self.positive_floor else np.maximum(x, 0.0))
+        clip = not self.within_float32
+        scaled = _speedups.scale_floats(x, self.mean, self.std, self.standard, clip)
+        return None if scaled is None else np.frombuffer(scaled, dtype=np.float32)
 
     def _within_float32(self) -> bool:
         """Whether every output, and the fill, lies far inside float32's range, so the clip to it
@@ -353,6 +371,10 @@ class FeatureTransform:
         pipeline = self._pipelines[feature.name]
         if column is None:
             return np.full(n_rows, pipeline.fill, dtype=np.float32)
+        if type(column) is list:  # JSON numbers, all finite, the usual request: C passes
+            scaled = pipeline.scale_list(column)
+            if scaled is not None:
+                return scaled
         x, fill = self._numbers(feature, column, field)
         return _scale(pipeline, x, fill)
 

@@ -53,8 +53,9 @@ NUMBERS = st.one_of(
 
 
 def numbers_spec() -> FeatureSpec:
-    """Every numeric pipeline: clip + log1p + standard, none with a default, bucketized with
-    keep_value and with a default; and a sequence of hashed ids."""
+    """Every numeric pipeline: clip + log1p + standard (at a zero floor, a positive one, with a
+    ceiling only), none with a default, none without a clip, a standardisation that overflows
+    float32, bucketized with keep_value and with a default; and a sequence of hashed ids."""
     stats = {"mean": 1.0, "std": 2.0, "clip_lo": 0.0, "clip_hi": 1e6}
     return FeatureSpec.model_validate(
         {
@@ -71,6 +72,14 @@ def numbers_spec() -> FeatureSpec:
                 | {"keep_value": True, "stats": {"mean": 2.0, "std": 3.0}},
                 {"name": "stake", "side": "item", "kind": "bucketized", "boundaries": [1.0]}
                 | {"default": 7.0},
+                {"name": "visits", "side": "item", "kind": "numeric", "log1p": True}
+                | {"stats": {"mean": 1.0, "std": 0.4, "clip_lo": 0.172, "clip_hi": 11.4}},
+                {"name": "tail", "side": "item", "kind": "numeric", "log1p": True}
+                | {"stats": {"mean": -2.0, "std": 3.0, "clip_hi": 50.0}},
+                {"name": "spike", "side": "item", "kind": "numeric"}
+                | {"stats": {"mean": 0.5, "std": 1e-300, "clip_lo": -5.0, "clip_hi": 1e300}},
+                {"name": "raw", "side": "item", "kind": "numeric", "normalize": "none"}
+                | {"stats": {"mean": 0.0, "std": 1.0}},
             ],
         }
     )
@@ -146,6 +155,7 @@ def test_numeric_columns_scale_alike_with_and_without_c(
         n = len(values)
         rotated = values[1:] + values[:1]
         columns = {"price": values, "score": rotated, "gain": values[::-1], "stake": rotated[::-1]}
+        columns |= {"visits": values, "tail": rotated, "spike": values[::-1], "raw": values}
         _assert_same(*_both(columns, n, strict, ["item"], numbers_spec()))
 
 
@@ -174,6 +184,25 @@ def test_plain_floats_and_encode_sequences_decline_what_python_must_read() -> No
     assert np.frombuffer(codes, dtype=np.int64).tolist() == [1, 2, 0, 0, 1, 0]
     with pytest.raises(ValueError, match="buckets"):
         speedups.encode_sequences([["a"]], 2, None, 0)
+
+
+@needs_c
+def test_plain_floats_clip_and_scale_floats_decline_what_numpy_must_compute() -> None:
+    """The clip bounds are the spec's floats (an int is a caller's bug); a NaN after
+    standardising, a buffer that is not 1-d float64, or a value plain_floats declines, goes to
+    numpy."""
+    clipped = speedups.plain_floats([0.1, 5, 2.5, -7.0], 0.5, 3.0)
+    assert clipped is not None
+    assert np.frombuffer(clipped).tolist() == [0.5, 3.0, 2.5, 0.5]
+    assert speedups.plain_floats([1.0, None], 0.5, None) is None
+    with pytest.raises(TypeError, match="clip bound"):
+        speedups.plain_floats([1.0], 1, None)
+    for x in (np.array([1.0, np.nan]), np.ones(2, dtype=np.float32), np.ones((2, 2)), b"12345678"):
+        assert speedups.scale_floats(x, 0.0, 1.0, True, True) is None
+    scaled = speedups.scale_floats(np.array([1.0, 1e300, -1e300]), 0.5, 0.25, True, True)
+    assert scaled is not None
+    limit = np.finfo(np.float32).max
+    assert np.frombuffer(scaled, dtype=np.float32).tolist() == [2.0, limit, -limit]
 
 
 @settings(max_examples=300, deadline=None)
