@@ -18,20 +18,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "_buffers.h"
 #include "_scores.h"
-
-/* A 1-d float64 buffer (any stride), or 0 with no view held (and an exception set or not). */
-static int doubles(PyObject *object, Py_buffer *view) {
-    if (PyObject_GetBuffer(object, view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        return 0;
-    }
-    if (view->ndim == 1 && view->itemsize == 8 && view->format != NULL &&
-        strcmp(view->format, "d") == 0)
-        return 1;
-    PyBuffer_Release(view);
-    return 0;
-}
 
 /* A C-contiguous int64 buffer of ``ndim`` dimensions, or 0 with no view held. */
 static int int64s(PyObject *object, Py_buffer *view, int ndim) {
@@ -60,7 +48,7 @@ static Py_buffer *column_views(PyObject *columns, Py_ssize_t *n) {
         return NULL;
     }
     for (Py_ssize_t j = 0; j < k; j++) {
-        if (!doubles(PyList_GET_ITEM(columns, j), &views[j]) ||
+        if (!float64_column(PyList_GET_ITEM(columns, j), &views[j]) ||
             (*n >= 0 && views[j].shape[0] != *n)) {
             for (Py_ssize_t h = 0; h < j + (views[j].obj != NULL); h++) PyBuffer_Release(&views[h]);
             PyMem_Free(views);

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_buffers.h"
 #include "_rank_json.h"
 #include "_scores.h"
 
@@ -550,15 +551,6 @@ PyDoc_STRVAR(bucket_counts_doc,
 "float64 buffers; ``counts``: writable int64 buffers of len(upper) + 1 slots, one per column. None\n"
 "when a buffer is not of that kind (nothing is counted then).");
 
-static int float_column(PyObject *object, Py_buffer *view) {
-    if (PyObject_GetBuffer(object, view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return 0;
-    if (view->ndim == 1 && view->itemsize == 8 && view->format != NULL &&
-        strcmp(view->format, "d") == 0)
-        return 1;
-    PyBuffer_Release(view);
-    return 0;
-}
-
 static int count_slots(PyObject *object, Py_buffer *view, Py_ssize_t slots) {
     if (PyObject_GetBuffer(object, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         return 0;
@@ -590,7 +582,7 @@ static PyObject *bucket_counts(PyObject *module, PyObject *args) {
     Py_ssize_t k = PyList_GET_SIZE(columns);
     if (PyList_GET_SIZE(counts) != k) Py_RETURN_NONE;
     Py_buffer upper;
-    if (!float_column(upper_object, &upper)) {
+    if (!float64_column(upper_object, &upper)) {
         PyErr_Clear();
         Py_RETURN_NONE;
     }
@@ -611,7 +603,7 @@ static PyObject *bucket_counts(PyObject *module, PyObject *args) {
     Py_ssize_t held = 0;
     int usable = views != NULL;
     for (Py_ssize_t j = 0; usable && j < k; j++) {
-        usable = float_column(PyList_GET_ITEM(columns, j), &views[2 * j]);
+        usable = float64_column(PyList_GET_ITEM(columns, j), &views[2 * j]);
         held += usable;
         usable = usable && count_slots(PyList_GET_ITEM(counts, j), &views[2 * j + 1], bounds + 1);
         held += usable;
