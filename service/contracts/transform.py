@@ -159,10 +159,14 @@ class _NumericPipeline:
         if self.lo is not None or self.hi is not None:
             x = _clip(x, self.lo, self.hi)
         if self.log1p:
-            x = np.log1p(x if self.positive_floor else np.maximum(x, 0.0))
+            x = self._log1p(x)
         if self.standard:
             x = (x - self.mean) / self.std
         return x
+
+    def _log1p(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """log1p of max(x, 0), the max left out once the clip has raised x to a positive floor."""
+        return np.log1p(x if self.positive_floor else np.maximum(x, 0.0))
 
     def scale_list(self, values: list[Any]) -> npt.NDArray[np.float32] | None:
         """``_scale(self, numbers, None)`` of a list of finite JSON numbers, the same bits, in two C
@@ -175,7 +179,7 @@ class _NumericPipeline:
             return None
         x = np.frombuffer(written, dtype=np.float64)
         if self.log1p:
-            x = np.log1p(x if self.positive_floor else np.maximum(x, 0.0))
+            x = self._log1p(x)
         clip = not self.within_float32
         scaled = _speedups.scale_floats(x, self.mean, self.std, self.standard, clip)
         return None if scaled is None else np.frombuffer(scaled, dtype=np.float32)

@@ -85,8 +85,7 @@ class FeatureAssembler:
             [spec.item_feature_of(s).cardinality for s in spec.sequences()], dtype=np.int64
         )
         # a bound per cell of a user_seq row, (S, L) flattened: its sequence's item table size
-        max_length = max((s.max_length for s in spec.sequences()), default=0)
-        self._seq_bounds = np.repeat(self._seq_cards, max_length)
+        self._seq_bounds = np.repeat(self._seq_cards, self.transform.max_length)
 
     # --- public ------------------------------------------------------------------------------
 
