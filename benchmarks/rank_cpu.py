@@ -284,6 +284,7 @@ class _OneRequest:
         self.body = body
         self.sent = False
         self.statuses: list[int] = []
+        self.answer = b""
 
     async def receive(self) -> dict[str, Any]:
         if self.sent:
@@ -294,40 +295,49 @@ class _OneRequest:
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.statuses.append(message["status"])
+        elif message["type"] == "http.response.body":
+            self.answer += message.get("body", b"")
+
+
+async def asgi_rank(app: Any, body: bytes) -> bytes:
+    """One ``POST /rank`` through the app's ASGI interface, in process; returns the answer's body."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/rank", "raw_path": b"/rank", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+        "headers": [(b"host", b"x"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+    }  # fmt: skip
+    one = _OneRequest(body)
+    await app(scope, one.receive, one.send)
+    if one.statuses != [200]:
+        raise RuntimeError(f"/rank answered {one.statuses}: {one.answer[:300]!r}")
+    return one.answer
 
 
 async def _asgi_requests(app: Any, body: bytes, requests: int) -> None:
-    headers = [
-        (b"host", b"x"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
     for _ in range(requests):
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-            "scheme": "http", "path": "/rank", "raw_path": b"/rank", "query_string": b"",
-            "root_path": "", "headers": headers, "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80), "state": {},
-        }  # fmt: skip
-        one = _OneRequest(body)
-        await app(scope, one.receive, one.send)
-        if one.statuses != [200]:
-            raise RuntimeError(f"/rank answered {one.statuses}")
+        await asgi_rank(app, body)
 
 
-def profile(args: argparse.Namespace) -> None:
+def in_process_app(work: Path, model_name: str) -> Any:
+    """The app as ``serving_compare.py`` serves it (one worker, scoring inline, one onnxruntime
+    thread), built in process with its own metrics registry; run it inside its lifespan."""
     from prometheus_client import CollectorRegistry
 
     from service.main import create_app
     from service.settings import Settings
 
-    model = prepared(args.work, args.model)
-    body = bodies(model, args.profile)[args.form]
     settings = Settings(
-        models_dir=model.store, model="feed", inference_threads=0, ort_threads=1,
-        log_level="WARNING",
+        models_dir=prepared(work, model_name).store, model="feed", inference_threads=0,
+        ort_threads=1, log_level="WARNING",
     )  # fmt: skip
-    app = create_app(settings, metrics_registry=CollectorRegistry())
+    return create_app(settings, metrics_registry=CollectorRegistry())
+
+
+def profile(args: argparse.Namespace) -> None:
+    body = bodies(prepared(args.work, args.model), args.profile)[args.form]
+    app = in_process_app(args.work, args.model)
 
     async def run() -> None:
         async with app.router.lifespan_context(app):

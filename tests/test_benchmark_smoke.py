@@ -157,6 +157,18 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     results = json.loads((out / "results.json").read_text())["results"]["default"]
     assert set(results["latency"]) == {"mtrank", "naive", "litserve"}
 
+    # the two scripts that say where the server's time goes, on the models prepared above
+    work = str(tmp_path / "work")
+    cpu = run_script("rank_cpu.py", "--work", work, "--sizes", "20", "--rounds", "1",
+                     "--requests", "10")  # fmt: skip
+    assert re.search(r"^\| 20 \| this \| \d+ \| \d+ \| -?\d+ \| [\d.]+ \|$", cpu, re.M), cpu
+    timed = run_script("server_time.py", "--work", work, "--sizes", "20", "--seconds", "0.5",
+                       "--rounds", "1", "--requests", "5", "--out", str(tmp_path / "time"))  # fmt: skip
+    assert re.search(r"^\| 20 \| \d+ us \| \d+ us \| \*\*[\d.]+x\*\*", timed, re.M), timed
+    if "skipped" not in timed:  # perf can sample here: every component named, the plot written
+        assert re.search(r"^\| onnxruntime \(graphs\) \| \d+ us \([\d.]+ %\) \|$", timed, re.M)
+        assert (tmp_path / "time" / "components.png").stat().st_size > 0
+
 
 def test_scale_rows_generates_trains_and_reports_auc_against_bayes(tmp_path: Path) -> None:
     out = run_script("scale_rows.py", "--smoke", "--work", str(tmp_path))
