@@ -135,7 +135,34 @@ class MultiTaskCore(nn.Module, ABC):
     def forward(self, chunks: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]: ...
 
 
+def layer_products(
+    x: Tensor, weight: Tensor, offset: Tensor, widths: Sequence[int]
+) -> list[Tensor]:
+    """``x @ weight.T + offset`` cut into layers of ``widths`` columns, one product per layer.
+
+    ``weight`` (sum(widths), in) holds the layers' rows one after the other; ``offset`` (D,) or
+    (1|N, D) is added to every row. One product per layer rather than one product split afterwards:
+    in ONNX a split copies every pre-activation once more (11 % of the large preset's candidate
+    graph at 2,000 candidates), while each layer's product writes its own where the layer reads it.
+    PyTorch's split is a view, and both ways train at the same speed."""
+    products = []
+    start = 0
+    for width in widths:
+        end = start + width
+        products.append(x @ weight[start:end].T + offset[..., start:end])
+        start = end
+    return products
+
+
 def mix(gate: Tensor, experts: list[Tensor]) -> Tensor:
-    """Gate-weighted sum of expert outputs: (B, E) x E * (B, d) -> (B, d)."""
+    """Gate-weighted sum of expert outputs: (B, E) x E * (B, d) -> (B, d).
+
+    Exported to ONNX as a batched product (B, 1, E) @ (B, E, d): onnxruntime's Mul and ReduceSum
+    materialise a (B, E, d) tensor per task, 27 % of the large preset's candidate graph at 2,000
+    candidates, and its batched MatMul takes about half as long. PyTorch trains faster the other
+    way round (its batched product of tiny matrices, backward included, about 3x slower on a CPU).
+    The two give the same sums: the export is verified against PyTorch before it publishes."""
     stacked = torch.stack(experts, dim=1)  # (B, E, d)
+    if torch.onnx.is_in_onnx_export():
+        return torch.matmul(gate.unsqueeze(1), stacked).squeeze(1)  # (B, d)
     return (gate.unsqueeze(-1) * stacked).sum(dim=1)  # (B, d)

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from training.models.blocks import MultiTaskCore
+from training.models.blocks import MultiTaskCore, layer_products
 from training.models.cgc import ExtractionLayer
 from training.models.config import Norm
+
+
+def _products(linear: nn.Module, x: Tensor, widths: list[int]) -> list[Tensor]:
+    """``linear(x)`` cut into layers of ``widths`` columns, one product per layer."""
+    if not isinstance(linear, nn.Linear):  # a ModuleList's items are typed as plain Modules
+        raise TypeError(f"expected an nn.Linear, got {type(linear).__name__}")
+    return layer_products(x, linear.weight, linear.bias, widths)
 
 
 class LevelInput(nn.Module):
@@ -38,9 +44,9 @@ class LevelInput(nn.Module):
     def forward(self, task_inputs: list[Tensor], shared_input: Tensor) -> list[Tensor]:
         """-> chunks in ``ExtractionLayer`` order."""
         n_own, n_shared = self.layer.n_own, self.layer.n_shared
-        shared = list(torch.split(self.shared(shared_input), self.shared_widths, dim=1))
+        shared = _products(self.shared, shared_input, self.shared_widths)
         tasks = [
-            list(torch.split(proj(x), self.task_widths, dim=1))
+            _products(proj, x, self.task_widths)
             for proj, x in zip(self.tasks, task_inputs, strict=True)
         ]
         experts = shared[:n_shared] + [chunk for t in tasks for chunk in t[:n_own]]

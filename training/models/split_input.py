@@ -3,7 +3,8 @@
 A Linear over the concatenation is ``W @ [u; i] + b = (W_u @ u + b) + W_i @ i`` (DUPN, KDD'18).
 The user half runs once per request in the user graph; the candidate graph adds the item half for
 each of the N candidates. All first layers share one pair of matrices, so the user graph emits a
-single ``user_rep`` (B, sum(widths)) and the candidate graph splits the sum back into layers.
+single ``user_rep`` (B, sum(widths)); the candidate graph adds each layer's slice of it to that
+layer's product with its own rows of W_i (``blocks.layer_products``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from training.models.blocks import layer_products
 
 
 class SplitInput(nn.Module):
@@ -48,12 +51,12 @@ class SplitInput(nn.Module):
         return u @ self.weight_user.T + self.bias  # (B, D)
 
     def combine(self, user_part: Tensor, i: Tensor) -> list[Tensor]:
-        """user_part (1|N, D) + (N, item_dim) -> the pre-activations of every layer, (N, w_k) each."""
-        summed = user_part + i @ self.weight_item.T  # (N, D); (1, D) broadcasts over candidates
-        return list(torch.split(summed, self.widths, dim=1))
+        """user_part (1|N, D) + (N, item_dim) -> the pre-activations of every layer, (N, w_k) each
+        (one product per layer: ``layer_products``)."""
+        return layer_products(i, self.weight_item, user_part, self.widths)  # (1, D) broadcasts
 
     def full(self, u: Tensor, i: Tensor) -> list[Tensor]:
         """Unsplit reference: ``[W_u, W_i] @ [u; i] + b`` with the concatenated weight."""
         weight = torch.cat([self.weight_user, self.weight_item], dim=1)  # (D, user_dim + item_dim)
         x = torch.cat([u, i], dim=1)  # (N, user_dim + item_dim)
-        return list(torch.split(x @ weight.T + self.bias, self.widths, dim=1))
+        return layer_products(x, weight, self.bias, self.widths)
