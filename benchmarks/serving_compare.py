@@ -7,7 +7,9 @@ For the default preset and the large one (50-long history with attention, 8 expe
 trained on the simulator into ``--work`` (reused when present), at each candidate count:
 
 1. ``floor``: onnxruntime alone on prepared arrays, user graph once + candidate graph;
-2. ``mtrank``: /rank end to end over loopback HTTP (JSON in and out), list and columnar bodies;
+2. ``mtrank``: /rank end to end over loopback HTTP (JSON in and out), list bodies, then list and
+   columnar bodies in turn on the same server (``columnar / list`` compares those two, request by
+   request, so the host's drift between two separate passes does not decide it);
 3. ``naive``: FastAPI + the PyTorch model in eager mode, user features copied to every candidate;
 4. ``unsplit``: mtrank's request path with the model as one ONNX graph;
 5. ``litserve`` / ``litserve_unsplit``: LitServe serving the split pair / the one graph behind
@@ -53,7 +55,8 @@ from serving_models import (
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PRESETS = {"default": ("default", 30), "large": ("large", 50)}
-SYSTEMS = ("mtrank", "mtrank_columnar", "naive", "unsplit", "litserve", "litserve_unsplit")
+SYSTEMS = ("mtrank", "naive", "unsplit", "litserve", "litserve_unsplit")
+COLUMNAR = "mtrank_columnar"  # measured on the mtrank server, in turn with list bodies
 TWO_WORKERS = "mtrank_2_workers"
 """mtrank as the README starts it on a 2-core machine (one worker per core). The naive service
 answers in a thread pool whose torch calls release the GIL, so it can use the second core too
@@ -142,24 +145,35 @@ def start(system: str, model: Prepared, probe: bytes, workers: int = 1) -> Servi
 
 
 def load_run(port: int, body: bytes, seconds: float, *, concurrency: int = 1,
-             rate: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """The load generator in its own process pinned to core 1 (``serving_load.py``)."""
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"mtrank-bench-body-{os.getpid()}.json"
+             rate: float | None = None, alternate: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+    """The load generator in its own process pinned to core 1 (``serving_load.py``); with
+    ``alternate``, that body in turn with ``body``, its figures under ``"alternate"``."""
+    folder = Path(os.environ.get("TMPDIR", "/tmp"))
+    path, other = (folder / f"mtrank-bench-{kind}-{os.getpid()}.json" for kind in ("body", "alt"))
     path.write_bytes(body)
     command = [sys.executable, str(HERE / "serving_load.py"), "--port", str(port), "--body",
                str(path), "--seconds", str(seconds), "--cpu", str(min(1, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0)]  # fmt: skip
     command += (
         ["--mode", "open", "--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
     )
+    if alternate is not None:
+        other.write_bytes(alternate)
+        command += ["--alternate", str(other)]
     result: dict[str, Any] = json.loads(
         subprocess.run(command, check=True, capture_output=True, text=True).stdout
     )
     path.unlink()
-    ms = np.asarray(result.pop("latencies_ms") or [float("nan")])
-    result.update(
-        p50=float(np.percentile(ms, 50)), p99=float(np.percentile(ms, 99)), n=int(ms.size)
-    )
+    other.unlink(missing_ok=True)
+    result.update(_percentiles(result.pop("latencies_ms")))
+    if alternate is not None:
+        result["alternate"] = _percentiles(result.pop("alternate_latencies_ms"))
     return result
+
+
+def _percentiles(latencies_ms: list[float]) -> dict[str, Any]:
+    ms = np.asarray(latencies_ms or [float("nan")])
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "n": int(ms.size)}  # fmt: skip
 
 
 def at_p99(points: list[dict[str, Any]], bound: float) -> float:
@@ -187,8 +201,9 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
     sizes = {n: bodies(model, n) for n in args.sizes}
     probe = bodies(model, 5)["list"]
     floors: list[dict[int, dict[str, float]]] = []
+    measured = [*args.systems, COLUMNAR] if "mtrank" in args.systems else args.systems
     latency: dict[str, dict[int, list[dict[str, Any]]]] = {
-        s: {n: [] for n in sizes} for s in args.systems
+        s: {n: [] for n in sizes} for s in measured
     }
     out: dict[str, Any] = {"throughput": {}}
     for round_ in range(args.rounds):
@@ -200,12 +215,20 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
             service = start(system, model, probe)
             try:
                 for n, body in sizes.items():
-                    form = "columnar" if system == "mtrank_columnar" else "list"
-                    result = load_run(service.port, body[form], args.seconds)
+                    result = load_run(service.port, body["list"], args.seconds)
                     latency[system][n].append(result)
                     print(f"  {model.name} round {round_ + 1}/{args.rounds} {system:>16} n={n:<5} "
                           f"p50 {result['p50']:7.2f} ms", flush=True)  # fmt: skip
-                if last and system != "mtrank_columnar" and args.throughput_size in sizes:
+                    if system == "mtrank":  # the two forms in turn, on this server
+                        paired = load_run(service.port, body["list"], args.seconds,
+                                          alternate=body["columnar"])  # fmt: skip
+                        columnar = paired["alternate"]
+                        columnar["over_list"] = columnar["p50"] / paired["p50"]
+                        latency[COLUMNAR][n].append(columnar)
+                        print(f"  {model.name} round {round_ + 1}/{args.rounds} {COLUMNAR:>16} "
+                              f"n={n:<5} p50 {columnar['p50']:7.2f} ms, "
+                              f"{columnar['over_list']:.2f}x list in turn", flush=True)  # fmt: skip
+                if last and args.throughput_size in sizes:
                     busy = sizes[args.throughput_size]["list"]
                     points = [load_run(service.port, busy, args.seconds, concurrency=c)
                               for c in args.concurrency]  # fmt: skip
@@ -218,14 +241,7 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
         n: {k: float(np.median([f[n][k] for f in floors])) for k in floors[0][n]} for n in sizes
     }
     out["latency"] = {
-        system: {
-            n: {
-                "p50": float(np.median([r["p50"] for r in runs])),
-                "p99": float(np.median([r["p99"] for r in runs])),
-                "p50_rounds": [r["p50"] for r in runs],
-            }
-            for n, runs in by_size.items()
-        }
+        system: {n: _over_rounds(runs) for n, runs in by_size.items()}
         for system, by_size in latency.items()
     }
     if "mtrank" in latency:
@@ -243,6 +259,20 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
         out["two_core"] = two_core(model, probe, sizes[args.throughput_size]["list"], args)
         out["throughput"][TWO_WORKERS] = out["two_core"]["2"]["sweep"]
     return out
+
+
+def _over_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds of one system at one size, with every round's p50 (and, for the
+    columnar form, its ratio to the list form sent in turn)."""
+    summary: dict[str, Any] = {
+        "p50": float(np.median([r["p50"] for r in runs])),
+        "p99": float(np.median([r["p99"] for r in runs])),
+        "p50_rounds": [r["p50"] for r in runs],
+    }
+    if runs and "over_list" in runs[0]:
+        summary["over_list"] = float(np.median([r["over_list"] for r in runs]))
+        summary["over_list_rounds"] = [r["over_list"] for r in runs]
+    return summary
 
 
 def two_core(
@@ -305,6 +335,11 @@ def _p99_ratio(
     return f"{who} {_at_p99_text(0.0, tp[who], bound)}: no ratio at equal p99"
 
 
+def _columnar(figures: dict[str, Any]) -> str:
+    """Columnar p50 / list p50 with the two sent in turn to one server, median over rounds."""
+    return f"{figures['over_list']:.2f}x" if "over_list" in figures else "n/a"
+
+
 def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
     lines = [f"load average at start: {load_average}; single-core sgemm (onnxruntime MatMul 1024^3): "
              f"{sgemm:.1f} GFLOP/s", ""]  # fmt: skip
@@ -320,7 +355,7 @@ def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
             m = lat.get("mtrank", {}).get(n, {}).get("p50", float("nan"))
             cells = [
                 str(n), f"{g:.2f}", _ratio(fl[n]["unsplit_graph"], g), f"{m:.2f}", _ratio(m, g),
-                f"{m - g:.2f}", _ratio(lat.get("mtrank_columnar", {}).get(n, {}).get("p50", np.nan), m),
+                f"{m - g:.2f}", _columnar(lat.get(COLUMNAR, {}).get(n, {})),
             ]  # fmt: skip
             for other in ("naive", "unsplit", "litserve", "litserve_unsplit"):
                 cells.append(_ratio(lat.get(other, {}).get(n, {}).get("p50", np.nan), m))

@@ -3,6 +3,11 @@
     python benchmarks/serving_load.py --port 8000 --body body.json --mode closed --concurrency 4 \
         --seconds 5 [--path /rank] [--cpu 1]
     python benchmarks/serving_load.py --port 8000 --body body.json --mode open --rate 200 --seconds 5
+    python benchmarks/serving_load.py --port 8000 --body list.json --alternate columnar.json
+
+``--alternate``: a second body; each connection sends the two in turn, and the second's latencies are
+reported apart (``alternate_latencies_ms``), so two forms of a request are compared over the same
+seconds of the same server, whatever the host's speed does meanwhile.
 
 ``closed``: ``--concurrency`` connections, each sends its next request when the last answer is in.
 ``open``: requests start on a fixed schedule (``--rate`` per second) whether or not earlier ones are
@@ -23,23 +28,26 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection that sends a fixed request and reads whole answers.
+    """One keep-alive HTTP/1.1 connection that sends fixed requests in turn and reads whole answers.
 
     The answer is read into one buffer; its head is parsed once, when it is complete, and after that
     only the received byte count is compared with ``Content-Length``, so a large answer arriving in
     several chunks costs the client no re-parsing or re-copying (what it adds to the measured time
     is the wake-up and the copies out of the socket)."""
 
-    def __init__(self, port: int, request: bytes) -> None:
+    def __init__(self, port: int, requests: Sequence[bytes]) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setblocking(False)
-        self.request = request
+        self.requests = requests
+        self.sent = 0
+        self.kind = 0  # which of ``requests`` is in flight
         self.buffer = bytearray()
         self.started = 0.0
         self.status = 0
@@ -49,8 +57,10 @@ class Connection:
         self.started = started
         self.buffer.clear()
         self.expected = -1
+        self.kind = self.sent % len(self.requests)
+        self.sent += 1
         self.sock.setblocking(True)
-        self.sock.sendall(self.request)
+        self.sock.sendall(self.requests[self.kind])
         self.sock.setblocking(False)
 
     def read(self) -> int | None:
@@ -84,11 +94,11 @@ def build_request(path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-def run_load(args: argparse.Namespace, request: bytes) -> dict[str, Any]:
+def run_load(args: argparse.Namespace, requests: Sequence[bytes]) -> dict[str, Any]:
     selector = selectors.DefaultSelector()
     closed = args.mode == "closed"
-    idle = [Connection(args.port, request) for _ in range(args.concurrency if closed else 1)]
-    latencies: list[float] = []
+    idle = [Connection(args.port, requests) for _ in range(args.concurrency if closed else 1)]
+    latencies: list[list[float]] = [[] for _ in requests]  # per request kind
     statuses: Counter[int] = Counter()
     before = resource.getrusage(resource.RUSAGE_SELF)  # the loop's CPU, not the start-up's
     begin = time.perf_counter()
@@ -109,7 +119,7 @@ def run_load(args: argparse.Namespace, request: bytes) -> dict[str, Any]:
                 start(idle.pop(), now)
         else:
             while next_start <= now and next_start < stop:
-                start(idle.pop() if idle else Connection(args.port, request), next_start)
+                start(idle.pop() if idle else Connection(args.port, requests), next_start)
                 next_start += 1.0 / args.rate
         if in_flight == 0:
             if now >= stop:
@@ -124,15 +134,15 @@ def run_load(args: argparse.Namespace, request: bytes) -> dict[str, Any]:
                 continue
             statuses[status] += 1
             if status == 200:
-                latencies.append((time.perf_counter() - conn.started) * 1e3)
+                latencies[conn.kind].append((time.perf_counter() - conn.started) * 1e3)
             selector.unregister(conn.sock)
             in_flight -= 1
             idle.append(conn)
     elapsed = time.perf_counter() - begin
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "latencies_ms": latencies,
-        "throughput": len(latencies) / elapsed,
+    result: dict[str, Any] = {
+        "latencies_ms": latencies[0],
+        "throughput": sum(map(len, latencies)) / elapsed,
         "statuses": {str(k): v for k, v in statuses.items()},
         "seconds": elapsed,
         "generator_cpu_seconds": usage.ru_utime
@@ -140,12 +150,16 @@ def run_load(args: argparse.Namespace, request: bytes) -> dict[str, Any]:
         - before.ru_utime
         - before.ru_stime,
     }
+    if len(latencies) > 1:
+        result["alternate_latencies_ms"] = latencies[1]
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--body", type=Path, required=True, help="request body file")
+    parser.add_argument("--alternate", type=Path, help="a second body, sent in turn with --body")
     parser.add_argument("--path", default="/rank")
     parser.add_argument("--mode", choices=("closed", "open"), default="closed")
     parser.add_argument("--concurrency", type=int, default=1)
@@ -155,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    request = build_request(args.path, args.body.read_bytes())
-    print(json.dumps(run_load(args, request)))
+    bodies = [args.body] + ([args.alternate] if args.alternate else [])
+    requests = [build_request(args.path, body.read_bytes()) for body in bodies]
+    print(json.dumps(run_load(args, requests)))
     return 0
 
 

@@ -150,12 +150,17 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
         timeout=400,
     )  # fmt: skip
     table = (out / "table.md").read_text()
-    assert re.search(r"^\| 50 \| [\d.]+ \| [\d.]+x \| [\d.]+ \| [\d.]+x \|", table, re.M), table
+    row = r"^\| 50 \| [\d.]+ \| [\d.]+x \| [\d.]+ \| [\d.]+x \| -?[\d.]+ \| [\d.]+x \|"
+    assert re.search(row, table, re.M), table
     assert "mtrank / naive:" in table
     assert "of sgemm" in table
     assert (out / "latency.png").stat().st_size > 0
     results = json.loads((out / "results.json").read_text())["results"]["default"]
-    assert set(results["latency"]) == {"mtrank", "naive", "litserve"}
+    assert set(results["latency"]) == {"mtrank", "mtrank_columnar", "naive", "litserve"}
+    # the columnar form is timed in turn with the list form on the same server: a ratio per round
+    columnar = results["latency"]["mtrank_columnar"]["50"]
+    assert len(columnar["over_list_rounds"]) == 1
+    assert columnar["over_list"] > 0
 
     # the two scripts that say where the server's time goes, on the models prepared above
     work = str(tmp_path / "work")
