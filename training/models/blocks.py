@@ -161,7 +161,7 @@ def mix(gate: Tensor, experts: list[Tensor]) -> Tensor:
     materialise a (B, E, d) tensor per task, 27 % of the large preset's candidate graph at 2,000
     candidates, and its batched MatMul takes about half as long. PyTorch trains faster the other
     way round (its batched product of tiny matrices, backward included, about 3x slower on a CPU).
-    The two give the same sums: the export is verified against PyTorch before it publishes."""
+    The two agree to float32 rounding; the export is verified against PyTorch before it publishes."""
     stacked = torch.stack(experts, dim=1)  # (B, E, d)
     if torch.onnx.is_in_onnx_export():
         return torch.matmul(gate.unsqueeze(1), stacked).squeeze(1)  # (B, d)
