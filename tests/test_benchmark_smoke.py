@@ -163,11 +163,11 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     assert columnar["over_list"] > 0
 
     # the two scripts that say where the server's time goes, on the models prepared above
-    work = str(tmp_path / "work")
-    cpu = run_script("rank_cpu.py", "--work", work, "--sizes", "20", "--rounds", "1",
+    work_dir = str(tmp_path / "work")
+    cpu = run_script("rank_cpu.py", "--work", work_dir, "--sizes", "20", "--rounds", "1",
                      "--requests", "10")  # fmt: skip
     assert re.search(r"^\| 20 \| this \| \d+ \| \d+ \| -?\d+ \| [\d.]+ \|$", cpu, re.M), cpu
-    timed = run_script("server_time.py", "--work", work, "--sizes", "20", "--seconds", "0.5",
+    timed = run_script("server_time.py", "--work", work_dir, "--sizes", "20", "--seconds", "0.5",
                        "--rounds", "1", "--requests", "5", "--out", str(tmp_path / "time"))  # fmt: skip
     assert re.search(r"^\| 20 \| \d+ us \| \d+ us \| \*\*[\d.]+x\*\*", timed, re.M), timed
     if "skipped" not in timed:  # perf can sample here: every component named, the plot written
