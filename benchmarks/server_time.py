@@ -46,22 +46,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from rank_cpu import HISTORY, Server, asgi_rank, in_process_app, prepared, with_explain
-from serving_apps import LIMITS
-from serving_models import bodies
+from rank_cpu import HISTORY, ROOT, Server, asgi_rank, in_process_app, prepared, with_explain
+from serving_models import bodies, prepared_arrays
 
-from service.json_body import parse_rank_request
-from service.scoring.assembly import stored_rows
-
+LIBC = "libc (copies, malloc)"
+KERNEL = "kernel (sockets, scheduling)"
 COMPONENTS: list[tuple[str, str]] = [  # (component, pattern of the shared object's file name)
     ("onnxruntime (graphs)", r"onnxruntime"),
     ("Python interpreter", r"libpython|^python3"),
-    ("libc (copies, malloc)", r"^libc[.-]|^libm[.-]"),
+    (LIBC, r"^libc[.-]|^libm[.-]"),
     ("numpy", r"numpy|_multiarray|_umath"),
     ("mtrank C extension", r"_speedups"),
     ("JSON (orjson, msgspec)", r"orjson|msgspec|^_core\."),
     ("uvloop, httptools", r"^loop\.|^parser\.|url_parser|uvloop|httptools"),
-    ("kernel (sockets, scheduling)", r"kernel|vmlinux|\[vdso\]"),
+    (KERNEL, r"kernel|vmlinux|\[vdso\]"),
 ]
 OTHER = "other"
 
@@ -148,7 +146,7 @@ def sample(server: Server, body: bytes, n: int, seconds: float, folder: Path) ->
     symbols: dict[str, list[tuple[str, float]]] = {}
     for percent, fields in _report(data, "dso,sym"):
         label = component(fields[0])
-        if label in ("libc (copies, malloc)", "kernel (sockets, scheduling)") and len(fields) > 1:
+        if label in (LIBC, KERNEL) and len(fields) > 1:  # whose callers perf cannot name here
             symbols.setdefault(label, []).append((fields[1].split("] ", 1)[-1], percent))
     return Sampled(n, cpu_us, requests, shares, {k: v[:4] for k, v in symbols.items()})
 
@@ -159,7 +157,7 @@ def components(args: argparse.Namespace) -> list[Sampled] | str:
         return reason
     model = prepared(args.work, args.model)
     probe = bodies(model, 5)["list"]
-    server = Server(Path(__file__).resolve().parents[1], model.store, probe)
+    server = Server(ROOT, model.store, probe)
     try:
         with tempfile.TemporaryDirectory() as folder:
             results = []
@@ -185,9 +183,7 @@ def graphs_in_requests(args: argparse.Namespace) -> dict[int, dict[str, float]]:
             for n in args.sizes:
                 raw = bodies(model, n)["list"]
                 body = with_explain(raw)
-                request = parse_rank_request(raw, LIMITS).input
-                user = loaded.assembler.user_arrays(request.user_features, None)
-                arrays = loaded.assembler.candidate_arrays(request, stored_rows(None, n)[1])
+                user, arrays, _ = prepared_arrays(loaded, raw)  # as the floor prepares them
                 for _ in range(20):
                     await asgi_rank(app, body)
                 inside: list[float] = []

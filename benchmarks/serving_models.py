@@ -127,13 +127,19 @@ def median_ms(run: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def floor(model: LoadedModel, body: bytes, repeat: int, unsplit: Path) -> dict[str, float]:
-    """Milliseconds of onnxruntime alone on this body's prepared arrays (median of ``repeat``):
-    the user graph, the candidate graph, both, and the one-graph export over repeated user rows."""
+def prepared_arrays(model: LoadedModel, body: bytes) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The graphs' inputs for a /rank body, as the server builds them: (user arrays, candidate
+    arrays, number of candidates)."""
     request = parse_rank_request(body, LIMITS).input
     n = len(request.candidate_ids)
     user = model.assembler.user_arrays(request.user_features, None)
-    arrays = model.assembler.candidate_arrays(request, stored_rows(None, n)[1])
+    return user, model.assembler.candidate_arrays(request, stored_rows(None, n)[1]), n
+
+
+def floor(model: LoadedModel, body: bytes, repeat: int, unsplit: Path) -> dict[str, float]:
+    """Milliseconds of onnxruntime alone on this body's prepared arrays (median of ``repeat``):
+    the user graph, the candidate graph, both, and the one-graph export over repeated user rows."""
+    user, arrays, n = prepared_arrays(model, body)
     sessions = model.sessions
     rep = sessions.user_rep(user)
     user_ms = median_ms(lambda: sessions.user_rep(user), repeat)
