@@ -16,13 +16,14 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.contracts.fusion import FusionSpec
 from service.dependencies import AppState, MetricsDep, RankerDep, StateDep, get_ranker, rank_slot
 from service.json_body import parse_rank_request, read_json_body
-from service.metrics import VERSION_STATE
+from service.metrics import VERSION_STATE, ServiceMetrics
 from service.rank_body import ParsedRank
 from service.rank_items import items_json
 from service.request_schema import UNSTATED_RULES
@@ -78,13 +79,26 @@ async def rank(
     setattr(request.state, VERSION_STATE, output.version)
     # scores are finite here: score_request checked every objective (check_outputs) and the
     # fused score (fuse), so orjson never writes a NaN as null
-    metrics.record_rank(output)
-    shadow = None if state.shadow is None else state.shadow.task_for(parsed.input, output)
     return Response(
         encode_response(parsed, output),
         media_type="application/json",
-        background=shadow,  # runs after the response is sent: queues shadow work, never waits
+        background=BackgroundTask(after_answer, state, metrics, parsed, output),
     )
+
+
+async def after_answer(
+    state: AppState, metrics: ServiceMetrics, parsed: ParsedRank, output: RankOutput
+) -> None:
+    """What a ranked request still has to do once its answer is sent, so the client never waits on
+    it: record its metrics, queue its sampled shadow job, and release the request's objects (the
+    parsed body, the score arrays), which this task holds until it ends.
+
+    Starlette runs it on the event loop's thread as soon as the answer's last byte is handed to the
+    transport. Nothing in between lets the loop switch requests (only a full socket buffer would),
+    so another request, a ``/metrics`` scrape included, sees the metrics already recorded."""
+    metrics.record_rank(output)
+    if state.shadow is not None:
+        state.shadow.submit_for(parsed.input, output)
 
 
 class RankFastPath:

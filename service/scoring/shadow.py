@@ -1,7 +1,7 @@
 """Shadow scoring: a second version scores a copy of sampled requests after the response is sent.
 
-The /rank route hands a :class:`ShadowJob` to :meth:`ShadowScorer.submit` as a background task,
-which runs once the response has been sent. ``submit`` never waits: the job goes into a bounded
+The /rank route calls :meth:`ShadowScorer.submit_for` once its response has been sent (on the event
+loop's thread: the queue is an asyncio one). ``submit`` never waits: the job goes into a bounded
 queue, or is dropped and counted when the queue is full. One worker scores queued jobs on its own
 lower-priority thread, with the features the live request already fetched (no second Redis call,
 no user cache), and records how the shadow agrees with the live ranking:
@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from starlette.background import BackgroundTask
 
 from service.scoring.assembly import RankInput
 from service.scoring.topk import top_k
@@ -127,12 +126,14 @@ class ShadowScorer:
     def queued(self) -> int:
         return self._queue.qsize()
 
-    def task_for(self, request: RankInput, output: RankOutput) -> BackgroundTask | None:
-        """The background task that submits a job for ``output``'s sampled shadow, if any."""
+    def submit_for(self, request: RankInput, output: RankOutput) -> bool:
+        """Queue a job for ``output``'s sampled shadow, if it has one (False when it has none or the
+        queue is full). Call it on the event loop's thread."""
         if output.shadow is None:
-            return None
-        job = ShadowJob(output.shadow, request, output.feature_fetch, output.fused_scores)
-        return BackgroundTask(self.submit, job)
+            return False
+        return self.submit(
+            ShadowJob(output.shadow, request, output.feature_fetch, output.fused_scores)
+        )
 
     def submit(self, job: ShadowJob) -> bool:
         """Queue ``job`` without waiting; False (dropped and counted) when the queue is full."""

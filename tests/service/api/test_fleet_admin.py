@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -125,6 +126,32 @@ def test_shadow_changes_no_live_response_and_records_how_it_agrees(
     assert f'mtrank_shadow_rank_correlation_count{{version="{v2}"}}' in metrics
     assert f'mtrank_fused_score_bucket{{le="+Inf",version="{v2}"}}' in metrics  # shadow scores
     assert f'mtrank_scored_requests_total{{role="serving",version="{v1}"}} 10.0' in metrics
+
+
+def test_shadow_jobs_are_queued_on_the_event_loop_thread(
+    client: AppClient, published_store: PublishedModel, example: dict[str, Any]
+) -> None:
+    """The shadow queue is an asyncio queue: a job put from a worker thread would not wake the
+    shadow worker reliably (and is unsafe), so the route must queue it on the loop's thread."""
+    _, v2 = published_store.versions
+    scorer = client.app.state.mtrank.shadow
+    queued_on_loop: list[bool] = []
+    submit = scorer.submit
+
+    def noting_thread(job: Any) -> bool:
+        try:
+            asyncio.get_running_loop()
+            queued_on_loop.append(True)
+        except RuntimeError:  # no running loop: called from a worker thread
+            queued_on_loop.append(False)
+        queued: bool = submit(job)
+        return queued
+
+    scorer.submit = noting_thread
+    assert admin(client, "/shadow", {"version": v2, "percent": 100}).status_code == 200
+    for user in range(3):
+        served(client, as_user(example, str(user)))
+    assert queued_on_loop == [True, True, True]
 
 
 def test_fusion_presets_are_replaced_validated_and_restored(

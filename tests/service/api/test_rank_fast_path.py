@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
 import orjson
 import pytest
 from fastapi import FastAPI
+from starlette.types import Message
 
 from service.routers.rank import RankFastPath
 from tests.service.api.conftest import AppClient, MakeApp
@@ -84,3 +86,50 @@ def test_rank_is_refused_while_no_model_is_loaded(make_app: MakeApp, example: Bo
     with AppClient(app) as client:
         response = client.post("/rank", json=example, headers={"content-type": "text/plain"})
     assert response.status_code == 503  # not ready is answered before the content type
+
+
+def test_the_answer_is_sent_before_the_request_is_recorded(
+    make_app: MakeApp, example: Body
+) -> None:
+    """Metrics are bookkeeping the client does not wait for: the answer's last byte goes out first,
+    then the request is recorded, before the request ends (a scrape after it sees the request)."""
+    app = make_app()
+    events: list[str] = []
+    with AppClient(app) as client:
+        metrics = app.state.mtrank.metrics
+        record_rank = metrics.record_rank
+
+        def noting_record(output: Any) -> None:
+            events.append("recorded")
+            record_rank(output)
+
+        metrics.record_rank = noting_record
+        body = orjson.dumps(example)
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": "/rank", "raw_path": b"/rank", "query_string": b"",
+            "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+            "state": {}, "headers": [(b"content-type", b"application/json"),
+                                     (b"content-length", str(len(body)).encode())],
+        }  # fmt: skip
+        received = False
+
+        async def receive() -> Message:
+            nonlocal received
+            if received:
+                await asyncio.sleep(60)  # the client stays connected
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                events.append(f"status {message['status']}")
+            elif not message.get("more_body", False):
+                events.append("answer sent")
+
+        async def run() -> None:
+            await app(scope, receive, send)
+            events.append("request ended")
+
+        client.portal.call(run)  # on the app's own event loop
+    assert events == ["status 200", "answer sent", "recorded", "request ended"]
