@@ -28,7 +28,7 @@ from service.rank_body import ParsedRank
 from service.rank_items import items_json
 from service.request_schema import UNSTATED_RULES
 from service.schemas import EXAMPLE_COLUMNS, EXAMPLE_ROWS, RankResponse
-from service.scoring.ranker import RankOutput
+from service.scoring.ranker import Ranker, RankOutput
 
 logger = logging.getLogger(__name__)
 
@@ -75,30 +75,36 @@ async def rank(
     body = await read_json_body(request)  # already received in full by the front door
     with rank_slot(state):  # held while parsing and scoring, never while a client sends or reads
         parsed = parse_rank_request(body, state.limits)
-        output = await ranker.rank(parsed.input)
+        output = await ranker.rank(parsed.input, cache_now=False)  # cached after the answer
     setattr(request.state, VERSION_STATE, output.version)
     # scores are finite here: score_request checked every objective (check_outputs) and the
     # fused score (fuse), so orjson never writes a NaN as null
     return Response(
         encode_response(parsed, output),
         media_type="application/json",
-        background=BackgroundTask(after_answer, state, metrics, parsed, output),
+        background=BackgroundTask(after_answer, state, ranker, metrics, parsed, output),
     )
 
 
 async def after_answer(
-    state: AppState, metrics: ServiceMetrics, parsed: ParsedRank, output: RankOutput
+    state: AppState,
+    ranker: Ranker,
+    metrics: ServiceMetrics,
+    parsed: ParsedRank,
+    output: RankOutput,
 ) -> None:
     """What a ranked request still has to do once its answer is sent, so the client never waits on
-    it: record its metrics, queue its sampled shadow job, and release the request's objects (the
-    parsed body, the score arrays), which this task holds until it ends.
+    it: record its metrics, queue its sampled shadow job, store the user representation it
+    computed in the user cache (a Redis round trip), and release the request's objects (the parsed
+    body, the score arrays), which this task holds until it ends.
 
     Starlette runs it on the event loop's thread as soon as the answer's last byte is handed to the
-    transport. Nothing in between lets the loop switch requests (only a full socket buffer would),
-    so another request, a ``/metrics`` scrape included, sees the metrics already recorded."""
+    transport. Nothing before the metrics are recorded lets the loop switch requests (only a full
+    socket buffer would), so another request, a ``/metrics`` scrape included, sees them recorded."""
     metrics.record_rank(output)
     if state.shadow is not None:
         state.shadow.submit_for(parsed.input, output)
+    await ranker.cache_user_rep(output)
 
 
 class RankFastPath:

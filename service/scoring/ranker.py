@@ -73,6 +73,9 @@ class RankOutput:
     fused_scores: npt.NDArray[np.float64]
     role: Role = "serving"  # which side of a canary scored the request
     shadow: LoadedModel | None = None  # sampled: score again with this version after responding
+    # the user representation this request computed (a cache miss) under its cache key, until
+    # ``Ranker.cache_user_rep`` stores it
+    user_rep_to_cache: tuple[str, npt.NDArray[np.float32]] | None = None
 
     @cached_property
     def items(self) -> list[RankedItem]:
@@ -201,7 +204,12 @@ class Ranker:
         # worker process per core the loop has nothing else to run meanwhile.
         self.inline = inline
 
-    async def rank(self, request: RankInput) -> RankOutput:
+    async def rank(self, request: RankInput, *, cache_now: bool = True) -> RankOutput:
+        """Score and order ``request``'s candidates with the serving (or canary) version.
+
+        A user representation computed here (a cache miss) is stored in the user cache before
+        returning, unless ``cache_now`` is False: then the caller stores it with
+        :meth:`cache_user_rep` when it suits it (the route does, once the answer is sent)."""
         routing = self.registry.routing  # read once: a concurrent swap never mixes versions
         model, role = routing.pick(request.user_id)
         if model is None:
@@ -230,9 +238,10 @@ class Ranker:
             scored = await loop.run_in_executor(
                 self.executor, partial(score_request, model, request, fetch, cached, spec)
             )
+        to_cache = None
         if key is not None and self.user_cache is not None and scored.user_rep is not None:
-            await self.user_cache.put(key, scored.user_rep)
-        return RankOutput(
+            to_cache = (key, scored.user_rep)
+        output = RankOutput(
             model=model.name,
             version=model.version,
             fusion_name=fusion_name,
@@ -246,7 +255,17 @@ class Ranker:
             fused_scores=scored.fused,
             role=role,
             shadow=routing.shadow(),
+            user_rep_to_cache=to_cache,
         )
+        if cache_now:
+            await self.cache_user_rep(output)
+        return output
+
+    async def cache_user_rep(self, output: RankOutput) -> None:
+        """Store the user representation ``output``'s request computed, if it computed one. A
+        failed write is the cache's to count and log; the request has its answer either way."""
+        if output.user_rep_to_cache is not None and self.user_cache is not None:
+            await self.user_cache.put(*output.user_rep_to_cache)
 
     def _cache_key(self, model: LoadedModel, request: RankInput) -> str | None:
         if self.user_cache is None or request.user_id is None:

@@ -6,12 +6,15 @@ import asyncio
 import copy
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
 from service.routers.rank import RankFastPath
+from service.store.memory import InMemoryUserRepCache
 from tests.service.api.conftest import AppClient, MakeApp
 
 Body = dict[str, Any]
@@ -88,13 +91,27 @@ def test_rank_is_refused_while_no_model_is_loaded(make_app: MakeApp, example: Bo
     assert response.status_code == 503  # not ready is answered before the content type
 
 
-def test_the_answer_is_sent_before_the_request_is_recorded(
+class _NotingCache(InMemoryUserRepCache):
+    """The in-memory user cache, noting each write in ``events``."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__(ttl_seconds=60)
+        self.events = events
+
+    async def put(self, key: str, value: npt.NDArray[np.float32]) -> bool:
+        self.events.append("user cached")
+        return await super().put(key, value)
+
+
+def test_the_answer_is_sent_before_the_request_is_recorded_and_the_user_cached(
     make_app: MakeApp, example: Body
 ) -> None:
-    """Metrics are bookkeeping the client does not wait for: the answer's last byte goes out first,
-    then the request is recorded, before the request ends (a scrape after it sees the request)."""
-    app = make_app()
+    """Metrics and the user cache's write (a Redis round trip) are work the client does not wait
+    for: the answer's last byte goes out first, then the request is recorded and the user's
+    representation stored, all before the request ends (a scrape after it sees the request, the
+    user's next request hits the cache)."""
     events: list[str] = []
+    app = make_app(user_cache=_NotingCache(events))
     with AppClient(app) as client:
         metrics = app.state.mtrank.metrics
         record_rank = metrics.record_rank
@@ -104,32 +121,42 @@ def test_the_answer_is_sent_before_the_request_is_recorded(
             record_rank(output)
 
         metrics.record_rank = noting_record
-        body = orjson.dumps(example)
+        body = orjson.dumps({**example, "explain": True})
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
             "scheme": "http", "path": "/rank", "raw_path": b"/rank", "query_string": b"",
             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-            "state": {}, "headers": [(b"content-type", b"application/json"),
-                                     (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode())],
         }  # fmt: skip
-        received = False
-
-        async def receive() -> Message:
-            nonlocal received
-            if received:
-                await asyncio.sleep(60)  # the client stays connected
-            received = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                events.append(f"status {message['status']}")
-            elif not message.get("more_body", False):
-                events.append("answer sent")
+        answers: list[bytes] = []
 
         async def run() -> None:
-            await app(scope, receive, send)
+            received = False
+
+            async def receive() -> Message:
+                nonlocal received
+                if received:
+                    await asyncio.sleep(60)  # the client stays connected
+                received = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    events.append(f"status {message['status']}")
+                else:
+                    answers.append(message["body"])
+                    if not message.get("more_body", False):
+                        events.append("answer sent")
+
+            await app({**scope, "state": {}}, receive, send)
             events.append("request ended")
 
         client.portal.call(run)  # on the app's own event loop
-    assert events == ["status 200", "answer sent", "recorded", "request ended"]
+        first = events.copy()
+        events.clear()
+        client.portal.call(run)
+    assert first == ["status 200", "answer sent", "recorded", "user cached", "request ended"]
+    assert events == ["status 200", "answer sent", "recorded", "request ended"]  # a hit
+    caches = [orjson.loads(answer)["explain"]["user_cache"] for answer in answers]
+    assert caches == ["miss", "hit"]
