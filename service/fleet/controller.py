@@ -13,6 +13,11 @@ Every process runs one (started by the app's lifespan). It keeps three loops:
 
 An admin change validates the version on the receiving process first, records the new state
 (nothing is recorded if that fails), applies it here, announces it, and returns.
+
+Stopping is bounded: the loops end at their next turn once ``stop`` is called, even when a Redis
+call swallowed the cancellation (seen: a heartbeat cancelled mid-command came back as a Redis error,
+was logged, and beat on, so the worker never finished shutting down), and ``stop`` waits at most
+:data:`STOP_SECONDS` for them.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ from service.settings import Settings, resolve_model_name
 from service.store.redis_guard import AsyncRedis, ThrottledLog, make_client
 
 logger = logging.getLogger(__name__)
+
+STOP_SECONDS = 5.0
+"""How long ``FleetController.stop`` waits for its loops to end once cancelled."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class FleetController:
         )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._log = ThrottledLog(logger, interval_seconds=30.0)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -114,11 +123,18 @@ class FleetController:
             self._tasks.append(asyncio.create_task(self._subscribe_loop(), name="mtrank-fleet-sub"))
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, running = await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
+            for task in running:
+                logger.warning(
+                    "fleet loop %s still running %g s after it was cancelled; shutting down "
+                    "without it",
+                    task.get_name(),
+                    STOP_SECONDS,
+                )
         with contextlib.suppress(Exception):
             await self.board.leave(self.identity.id)
         if self._redis is not None:
@@ -296,7 +312,7 @@ class FleetController:
             self._log.warning("beat", f"heartbeat not posted on the {self.board.kind} board: {exc}")
 
     async def _reconcile_loop(self) -> None:
-        while True:
+        while not self._stopping:  # a swallowed cancellation still ends the loop
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
             self._wake.clear()
@@ -306,13 +322,13 @@ class FleetController:
                 logger.exception("fleet reconcile failed; retrying in %g s", self._poll)
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopping:  # a swallowed cancellation still ends the loop
             await self._beat()
             await asyncio.sleep(self.settings.fleet_heartbeat_seconds)
 
     async def _subscribe_loop(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping:
             record = self._bind()
             if record is None or record.redis is None or self._redis is None:
                 await asyncio.sleep(self._poll)
@@ -322,7 +338,7 @@ class FleetController:
                 await pubsub.subscribe(record.redis.channel)
                 backoff = 0.5
                 self.wake()  # catch up on whatever was announced while unsubscribed
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self.wake()
