@@ -8,7 +8,11 @@ On SIGTERM (``docker stop``, Kubernetes, uvicorn's supervisor stopping a worker)
    sending), uvicorn's own handler runs: it stops accepting connections and waits for in-flight
    requests; the app's shutdown then closes Redis connections and releases onnxruntime sessions;
 3. requests still running ``MTRANK_SHUTDOWN_GRACE_SECONDS`` (default 10) later are cut (uvicorn's
-   forced exit), so shutting down is bounded.
+   forced exit);
+4. a process still alive :data:`HARD_EXIT_SECONDS` after that exits at once with status 1, from a
+   thread of its own: uvicorn's forced exit does not interrupt the app's shutdown once it has
+   begun, and an event loop stuck in it (or blocked) would otherwise keep the process, and a
+   ``--workers`` supervisor waiting for it, alive for good. So shutting down is bounded.
 
 A second SIGTERM, or SIGINT (Ctrl-C), skips the wait. The handler is only installed when the app
 runs on the main thread (uvicorn); in-process test clients never see it.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -30,16 +35,29 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
+HARD_EXIT_SECONDS = 5.0
+"""After the drain and the grace period, how long a process may still take to exit."""
+
 
 class Drain:
     """The process-wide drain state and its SIGTERM handler."""
 
-    def __init__(self, delay_seconds: float, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        delay_seconds: float,
+        grace_seconds: float,
+        *,
+        hard_exit_seconds: float = HARD_EXIT_SECONDS,
+        exit_process: Callable[[int], object] = os._exit,
+    ) -> None:
         self.delay_seconds = delay_seconds
         self.grace_seconds = grace_seconds
+        self.hard_exit_seconds = hard_exit_seconds
+        self.exit_process = exit_process
         self.draining = False
         self._previous: Handler = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watchdog: threading.Timer | None = None
 
     def is_draining(self) -> bool:
         return self.draining
@@ -72,6 +90,10 @@ class Drain:
             self.grace_seconds,
         )
         self._loop.call_later(self.delay_seconds, self._stop, sig, frame)
+        bound = self.delay_seconds + self.grace_seconds + self.hard_exit_seconds
+        self._watchdog = threading.Timer(bound, self._exit_now, (bound,))
+        self._watchdog.daemon = True  # never keeps a process that is exiting on its own alive
+        self._watchdog.start()
 
     def _stop(self, sig: int, frame: FrameType | None) -> None:
         self._forward(sig, frame)
@@ -81,6 +103,14 @@ class Drain:
     def _force(self, frame: FrameType | None) -> None:
         logger.error("in-flight requests still running after %g s: exiting", self.grace_seconds)
         self._forward(signal.SIGINT, frame)  # uvicorn: a second signal forces the exit
+
+    def _exit_now(self, bound: float) -> None:
+        logger.error(
+            "still running %g s after SIGTERM (the app's shutdown did not finish): exiting now "
+            "with status 1",
+            bound,
+        )
+        self.exit_process(1)
 
     def _forward(self, sig: int, frame: FrameType | None) -> None:
         previous = self._previous
