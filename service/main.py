@@ -22,6 +22,7 @@ from service.fleet.drain import Drain, DrainMiddleware
 from service.fleet.heartbeat import ProcessIdentity
 from service.fleet.loader import Loader
 from service.fleet.metrics import FleetMetrics
+from service.fleet.supervisor import exit_with_supervisor
 from service.front_door import FrontDoor
 from service.heap import freeze_heap, serving_collector
 from service.json_body import BodyLimits
@@ -102,6 +103,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        exit_with_supervisor()  # a --workers worker: stop if the supervisor is killed
         async with AsyncExitStack() as stack:
             store, cache = feature_store, user_cache
             if settings.redis_url is not None:
