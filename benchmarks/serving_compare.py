@@ -414,6 +414,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
         x = np.arange(len(sizes))
         series = {"floor (onnxruntime)": [r["floor"][n]["graphs"] for n in sizes]}
         for system, values in r["latency"].items():
+            if system == COLUMNAR:  # its own p50s come from the paired passes: scale mtrank's
+                mtrank = r["latency"].get("mtrank", {})
+                series["mtrank columnar (x its ratio in turn)"] = [
+                    mtrank.get(n, {}).get("p50", np.nan)
+                    * values.get(n, {}).get("over_list", np.nan)
+                    for n in sizes
+                ]
+                continue
             series[system] = [values.get(n, {}).get("p50", np.nan) for n in sizes]
         width = 0.8 / len(series)
         for k, (label, values) in enumerate(series.items()):
