@@ -333,6 +333,10 @@ class RequestMetricsMiddleware:
     A client that disconnects before its answer (``ClientDisconnect`` while its body is read) is
     counted as status 499 and reason ``client_disconnected``, and logged at debug: it is the
     client's doing, not a server error, and must not inflate the 5xx rate or flood the log.
+
+    The duration runs until the answer's last byte is handed to the server, which is what the
+    client waits for: work a route does after answering (``/rank``'s metrics and user-cache write)
+    is not counted in it.
     """
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
@@ -344,13 +348,16 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        answered: float | None = None  # when the answer's last byte went to the server
         status = 500  # unless a response starts: an exception escaped every handler
 
         async def send_and_note(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = time.perf_counter()
 
         try:
             await self.app(scope, receive, send_and_note)
@@ -366,4 +373,5 @@ class RequestMetricsMiddleware:
                 getattr(route, "path", None) or "unmatched"
             )  # templates only: low cardinality
             version = scope.get("state", {}).get(VERSION_STATE, "")  # set by /rank
-            self.metrics.record_request(endpoint, status, time.perf_counter() - started, version)
+            ended = time.perf_counter() if answered is None else answered
+            self.metrics.record_request(endpoint, status, ended - started, version)

@@ -160,3 +160,26 @@ def test_the_answer_is_sent_before_the_request_is_recorded_and_the_user_cached(
     assert events == ["status 200", "answer sent", "recorded", "request ended"]  # a hit
     caches = [orjson.loads(answer)["explain"]["user_cache"] for answer in answers]
     assert caches == ["miss", "hit"]
+
+
+class _SlowCache(InMemoryUserRepCache):
+    """The in-memory user cache with a write as slow as a far-away Redis."""
+
+    async def put(self, key: str, value: npt.NDArray[np.float32]) -> bool:
+        await asyncio.sleep(0.5)
+        return await super().put(key, value)
+
+
+def test_the_request_duration_metric_ends_with_the_answer(make_app: MakeApp, example: Body) -> None:
+    """What the client waits for is timed, not the work done after its answer (the user cache's
+    write here)."""
+    with AppClient(make_app(user_cache=_SlowCache(ttl_seconds=60))) as client:
+        assert client.post("/rank", json=example).status_code == 200  # a miss: the cache is written
+        metrics = client.get("/metrics").text
+    lines = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("mtrank_request_duration_seconds_sum{") and 'endpoint="/rank"' in line
+    ]
+    assert len(lines) == 1
+    assert float(lines[0].split()[-1]) < 0.5
