@@ -37,7 +37,15 @@ def write_rows(client: redis.Redis, prefix: str) -> None:
         )
 
 
+# What a fetch may take in the tests that are not about time: each helper call opens a new
+# connection inside the fetch, and a busy CI machine was seen to need more than the 30 ms default.
+UNHURRIED = {"timeout_ms": 2000.0, "budget_ms": 2000.0}
+
+
 def fetch(url: str, user_id: str | None, item_ids: list[str], **kwargs: object) -> FeatureFetch:
+    """One fetch by a new store; its timeouts ``UNHURRIED`` unless given."""
+    kwargs = {**UNHURRIED, **kwargs}
+
     async def scenario() -> FeatureFetch:
         store = RedisFeatureStore.from_url(url, **kwargs)  # type: ignore[arg-type]
         try:
@@ -77,7 +85,9 @@ def test_fetch_of_user_and_many_items_is_one_command(private_redis: RedisServerP
     item_ids = [f"i{index}" for index in range(500)]
 
     async def scenario() -> FeatureFetch:
-        store = RedisFeatureStore.from_url(private_redis.url, prefix="p")
+        store = RedisFeatureStore.from_url(
+            private_redis.url, prefix="p", timeout_ms=2000, budget_ms=2000
+        )
         try:
             await store.fetch("u1", ["i0"])  # connect first: the handshake is not the request
             admin.config_resetstat()

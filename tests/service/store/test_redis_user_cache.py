@@ -29,7 +29,9 @@ def run_cache(
     vector = np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8)
 
     async def scenario() -> list[CacheLookup | bool]:
-        cache = RedisUserRepCache.from_url(url, prefix=prefix, ttl_seconds=ttl)
+        cache = RedisUserRepCache.from_url(  # not a test of time: no tight default timeout
+            url, prefix=prefix, ttl_seconds=ttl, timeout_ms=2000
+        )
         out: list[CacheLookup | bool] = []
         for action, key in steps:
             out.append(await cache.put(key, vector) if action == "put" else await cache.get(key))
