@@ -57,6 +57,11 @@ def _store_items(url: str, prefix: str, example: dict[str, Any]) -> None:
         client.close()
 
 
+UNHURRIED = {"redis_timeout_ms": 2000, "feature_budget_ms": 2000}
+"""Redis timeouts for tests that are not about time: a busy CI machine was seen to need more than
+the defaults for a fetch that also opens the connection."""
+
+
 @pytest.mark.redis
 def test_items_stored_in_redis_fill_the_request_and_the_user_cache_hits(
     make_app: MakeApp, example: dict[str, Any], redis_server: str, redis_prefix: str
@@ -64,7 +69,8 @@ def test_items_stored_in_redis_fill_the_request_and_the_user_cache_hits(
     _store_items(redis_server, redis_prefix, example)
     with AppClient(make_app()) as client:
         expected = client.post("/rank", json=example).json()["items"]
-    with AppClient(make_app(redis_url=redis_server, redis_prefix=redis_prefix)) as client:
+    app = make_app(redis_url=redis_server, redis_prefix=redis_prefix, **UNHURRIED)
+    with AppClient(app) as client:
         first = client.post("/rank", json={**_bare(example), "explain": True}).json()
         second = client.post("/rank", json={**_bare(example), "explain": True}).json()
     assert first["items"] == expected
@@ -101,7 +107,9 @@ def test_redis_stopped_mid_run_keeps_requests_succeeding_and_counts_errors(
     prefix = "mtrank-h8"
     _store_items(private_redis.url, prefix, example)
     registry = CollectorRegistry()
-    app = make_app(redis_url=private_redis.url, redis_prefix=prefix, metrics_registry=registry)
+    app = make_app(
+        redis_url=private_redis.url, redis_prefix=prefix, metrics_registry=registry, **UNHURRIED
+    )
     with AppClient(app) as client:
         assert client.post("/rank", json=_bare(example)).status_code == 200
         private_redis.stop()
