@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,17 +21,11 @@ pytestmark = pytest.mark.slow
 def _workers(supervisor: int) -> list[int]:
     """The supervisor's worker processes (multiprocessing children, not its resource tracker)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:  # exited meanwhile
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == supervisor and b"multiprocessing-fork" in command:
-            found.append(int(entry.name))
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        for child in map(int, (task / "children").read_text().split()):
+            with contextlib.suppress(OSError):  # exited meanwhile
+                if b"multiprocessing-fork" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
     return found
 
 
