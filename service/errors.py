@@ -11,7 +11,7 @@ codes, and only a genuine bug ends as a 500 ``internal``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -221,8 +221,11 @@ _STATUS_ERRORS: dict[int, type[RankError]] = {
 }
 
 
-def install_error_handlers(app: FastAPI, observe: ErrorObserver | None = None) -> None:
-    """Register the one mapping from exceptions to ``{"error": ...}`` responses on ``app``."""
+def install_error_handlers(
+    app: FastAPI, observe: ErrorObserver | None = None
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """Register the one mapping from exceptions to ``{"error": ...}`` responses on ``app``; returns
+    the handler of ``RankError`` (for ``service.rank_lane``, which answers before the app's layers)."""
 
     def respond(error: RankError, headers: Mapping[str, str] | None = None) -> Response:
         if observe is not None:
@@ -257,3 +260,4 @@ def install_error_handlers(app: FastAPI, observe: ErrorObserver | None = None) -
     app.add_exception_handler(ValidationError, on_request_validation)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(Exception, on_unexpected)
+    return on_rank_error

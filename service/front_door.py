@@ -44,6 +44,9 @@ from service.settings import Settings
 logger = logging.getLogger(__name__)
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODY_DEADLINE = "mtrank.body_deadline"
+"""Scope key: the event loop time by which the body must be in, when a layer before the front door
+(``service.rank_lane``) already started waiting for it; the front door keeps that deadline."""
 DRAIN_FACTOR = 4
 """A refused body is discarded up to this many times the route's limit so the client can read the
 answer; a larger one is cut (the client may then see a reset: send ``Expect: 100-continue``)."""
@@ -69,7 +72,7 @@ class FrontDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        head = _Head(scope["headers"])
+        head = RequestHead(scope["headers"])
         admin = is_admin_path(scope["path"])
         if admin:
             refusal = admin_refusal(
@@ -82,7 +85,9 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         limit = self._limit(admin)
-        deadline = asyncio.get_running_loop().time() + self.settings.body_timeout_seconds
+        deadline = scope.get(BODY_DEADLINE)  # set by the rank lane when it started receiving
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.settings.body_timeout_seconds
         try:
             decoder = body_decoder(head.encoding, limit, self._limit_name(admin))
             if head.length is not None and head.length > limit:
@@ -129,7 +134,7 @@ class FrontDoor:
         receive: Receive,
         send: Send,
         error: RankError,
-        head: _Head,
+        head: RequestHead,
         limit: int,
         deadline: float | None = None,
     ) -> None:
@@ -149,22 +154,33 @@ class FrontDoor:
         await error_response(error, {"Connection": "close"})(scope, receive, send)
 
 
-class _Head:
-    """The request headers the front door needs, read in one pass."""
+class RequestHead:
+    """The request headers the front door (and ``service.rank_lane``) need, read in one pass."""
 
-    __slots__ = ("authorization", "encoding", "expects_continue", "has_body", "length")
+    __slots__ = (
+        "authorization",
+        "chunked",
+        "content_type",
+        "encoding",
+        "expects_continue",
+        "has_body",
+        "length",
+    )
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.authorization: str | None = None
+        self.content_type: str | None = None
         self.encoding: str | None = None
         self.expects_continue = False
         self.length: int | None = None
-        chunked = False
+        self.chunked = False
         for name, value in headers:
             if name == b"content-length":
                 self.length = int(value) if value.isdigit() else None
+            elif name == b"content-type" and self.content_type is None:  # the first, as Starlette
+                self.content_type = value.decode("latin-1")
             elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+                self.chunked = b"chunked" in value.lower()
             elif name == b"content-encoding":
                 self.encoding = value.decode("latin-1")
             elif name == b"authorization":
@@ -173,7 +189,18 @@ class _Head:
                 self.expects_continue = value.lower() == b"100-continue"
         if self.encoding is not None and self.encoding.strip().lower() == "identity":
             self.encoding = None
-        self.has_body = chunked or bool(self.length)
+        self.has_body = self.chunked or bool(self.length)
+
+    def plain_body_within(self, limit: int) -> bool:
+        """A body of declared length within ``limit``: not chunked, not compressed, and the client
+        not waiting for ``100 Continue`` (a body the front door only has to receive)."""
+        return (
+            self.length is not None
+            and 0 < self.length <= limit
+            and not self.chunked
+            and self.encoding is None
+            and not self.expects_continue
+        )
 
 
 def _decoded_headers(

@@ -39,12 +39,16 @@ def _is_json(content_type: str) -> bool:
 async def read_json_body(request: Request) -> bytes:
     """The raw body; 415 for a non-JSON content type. The front door (``service/front_door.py``) has
     already received it in full, within the size limit and the deadline, and decoded it."""
-    content_type = request.headers.get("content-type")
+    check_content_type(request.headers.get("content-type"))
+    return await request.body()
+
+
+def check_content_type(content_type: str | None) -> None:
+    """415 unless the content type is JSON (or absent)."""
     if content_type is not None and not _is_json(content_type):
         raise UnsupportedMediaType(
             f"content type {content_type!r} is not JSON: send the body as application/json"
         )
-    return await request.body()
 
 
 def parse_rank_request(body: bytes, limits: BodyLimits) -> ParsedRank:

@@ -30,6 +30,7 @@ from service.logging_config import configure_logging
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model_store import ModelStore
 from service.openapi import document_error_responses
+from service.rank_lane import RankLane
 from service.request_schema import install_rank_schema
 from service.routers import admin, health, metrics, rank
 from service.schemas import RankRequest
@@ -142,7 +143,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.mtrank = state
-    install_error_handlers(app, observe=service_metrics.record_error)
+    on_rank_error = install_error_handlers(app, observe=service_metrics.record_error)
     observe = service_metrics.record_error
     app.add_middleware(FrontDoor, settings=settings, routes=app.router.routes, observe=observe)
     app.add_middleware(RequestMetricsMiddleware, metrics=service_metrics)  # sees all requests
@@ -152,6 +153,10 @@ def create_app(
     # POST /rank skips route matching and dependency solving (service/routers/rank.py)
     app.router.middleware_stack = rank.RankFastPath(
         app.router.middleware_stack, rank.rank_route(app.router.routes)
+    )
+    # an ordinary POST /rank is answered in front of the middleware chain (service/rank_lane.py)
+    app.middleware_stack = RankLane(
+        app.build_middleware_stack(), state=state, drain=drain, on_rank_error=on_rank_error
     )
     install_rank_schema(app, settings, lambda: registry.active, RankRequest)
     document_error_responses(app)

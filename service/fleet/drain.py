@@ -133,10 +133,16 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
 
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.drain.draining:
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
+        await self.app(scope, receive, closing_when_draining(self.drain, send))
 
-        await self.app(scope, receive, send_closing)
+
+def closing_when_draining(drain: Drain, send: Send) -> Send:
+    """``send``, adding ``Connection: close`` to a response that starts while ``drain`` is on."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start" and drain.draining:
+            headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return send_closing

@@ -73,16 +73,28 @@ async def rank(
     request: Request, state: StateDep, ranker: RankerDep, metrics: MetricsDep
 ) -> Response:
     body = await read_json_body(request)  # already received in full by the front door
+    parsed, output = await score_body(state, ranker, body)
+    setattr(request.state, VERSION_STATE, output.version)
+    return ranked_answer(
+        parsed, output, BackgroundTask(after_answer, state, ranker, metrics, parsed, output)
+    )
+
+
+async def score_body(state: AppState, ranker: Ranker, body: bytes) -> tuple[ParsedRank, RankOutput]:
+    """Parse and score a /rank body within a concurrency slot; a ``RankError`` names what is wrong."""
     with rank_slot(state):  # held while parsing and scoring, never while a client sends or reads
         parsed = parse_rank_request(body, state.limits)
         output = await ranker.rank(parsed.input, cache_now=False)  # cached after the answer
-    setattr(request.state, VERSION_STATE, output.version)
-    # scores are finite here: score_request checked every objective (check_outputs) and the
-    # fused score (fuse), so orjson never writes a NaN as null
+    return parsed, output
+
+
+def ranked_answer(
+    parsed: ParsedRank, output: RankOutput, background: BackgroundTask | None = None
+) -> Response:
+    """The 200 answer. Its scores are finite: ``score_request`` checked every objective
+    (``check_outputs``) and the fused score (``fuse``), so orjson never writes a NaN as null."""
     return Response(
-        encode_response(parsed, output),
-        media_type="application/json",
-        background=BackgroundTask(after_answer, state, ranker, metrics, parsed, output),
+        encode_response(parsed, output), media_type="application/json", background=background
     )
 
 

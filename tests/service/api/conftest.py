@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio.from_thread
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -149,3 +150,25 @@ def objectives(store_root: Path, model_name: str) -> list[str]:
     version = store.current(model_name) or store.versions(model_name)[-1]
     manifest = store.read_manifest(model_name, version)
     return [t.id for t in manifest.tasks] + [d.id for d in manifest.derived]
+
+
+def rank_cases(example: dict[str, Any]) -> list[tuple[bytes, dict[str, str]]]:
+    """/rank bodies with their headers: two good ones, then one for each kind of refusal (unknown
+    feature, duplicate id, NaN, not JSON, not a JSON content type)."""
+    json_headers = {"content-type": "application/json"}
+    unknown = copy.deepcopy(example)
+    unknown["candidates"][1]["features"]["no_such_feature"] = 1
+    duplicate = copy.deepcopy(example)
+    duplicate["candidates"][2]["id"] = duplicate["candidates"][0]["id"]
+    return [
+        (orjson.dumps(example), json_headers),
+        (orjson.dumps({**example, "explain": False, "top_k": 2}), json_headers),
+        (orjson.dumps(unknown), json_headers),
+        (orjson.dumps(duplicate), json_headers),
+        (
+            b'{"user": {"id": "u"}, "candidates": [{"id": "a", "features": {"x": NaN}}]}',
+            json_headers,
+        ),
+        (b"{not json", json_headers),
+        (orjson.dumps(example), {"content-type": "text/plain"}),
+    ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ from starlette.types import Message
 
 from service.routers.rank import RankFastPath
 from service.store.memory import InMemoryUserRepCache
-from tests.service.api.conftest import AppClient, MakeApp
+from tests.service.api.conftest import AppClient, MakeApp, rank_cases
 
 Body = dict[str, Any]
 
@@ -28,31 +27,11 @@ def _without_fast_path(app: FastAPI) -> FastAPI:
     return app
 
 
-def _bodies(example: Body) -> list[tuple[bytes, dict[str, str]]]:
-    json_headers = {"content-type": "application/json"}
-    unknown = copy.deepcopy(example)
-    unknown["candidates"][1]["features"]["no_such_feature"] = 1
-    duplicate = copy.deepcopy(example)
-    duplicate["candidates"][2]["id"] = duplicate["candidates"][0]["id"]
-    return [
-        (orjson.dumps(example), json_headers),
-        (orjson.dumps({**example, "explain": False, "top_k": 2}), json_headers),
-        (orjson.dumps(unknown), json_headers),
-        (orjson.dumps(duplicate), json_headers),
-        (
-            b'{"user": {"id": "u"}, "candidates": [{"id": "a", "features": {"x": NaN}}]}',
-            json_headers,
-        ),
-        (b"{not json", json_headers),
-        (orjson.dumps(example), {"content-type": "text/plain"}),
-    ]
-
-
 @pytest.mark.parametrize("case", range(7))
 def test_fast_path_answers_like_the_routed_path(
     make_app: MakeApp, example: Body, case: int
 ) -> None:
-    body, headers = _bodies(example)[case]
+    body, headers = rank_cases(example)[case]
     answers = []
     for app in (make_app(), _without_fast_path(make_app())):
         with AppClient(app) as client:
