@@ -32,6 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+STALE_SECONDS = 4.0
+"""Open loop: an idle connection is closed and replaced after this long, before the server's
+keep-alive (``MTRANK_KEEP_ALIVE_SECONDS``, 5 by default) closes it under the client's feet."""
+
 
 class Connection:
     """One keep-alive HTTP/1.1 connection that sends fixed requests in turn and reads whole answers.
@@ -52,6 +56,7 @@ class Connection:
         self.started = 0.0
         self.status = 0
         self.expected = -1  # head + body bytes once the head is parsed
+        self.idle_since = time.perf_counter()
 
     def send(self, started: float) -> None:
         self.started = started
@@ -118,6 +123,8 @@ def run_load(args: argparse.Namespace, requests: Sequence[bytes]) -> dict[str, A
             while idle and now < stop:
                 start(idle.pop(), now)
         else:
+            while idle and now - idle[0].idle_since > STALE_SECONDS:  # the longest idle first
+                idle.pop(0).sock.close()
             while next_start <= now and next_start < stop:
                 start(idle.pop() if idle else Connection(args.port, requests), next_start)
                 next_start += 1.0 / args.rate
@@ -137,6 +144,7 @@ def run_load(args: argparse.Namespace, requests: Sequence[bytes]) -> dict[str, A
                 latencies[conn.kind].append((time.perf_counter() - conn.started) * 1e3)
             selector.unregister(conn.sock)
             in_flight -= 1
+            conn.idle_since = time.perf_counter()
             idle.append(conn)
     elapsed = time.perf_counter() - begin
     usage = resource.getrusage(resource.RUSAGE_SELF)
