@@ -39,7 +39,7 @@ from service.errors import RankError
 from service.fleet.drain import Drain, closing_when_draining
 from service.front_door import BODY_DEADLINE, RequestHead
 from service.json_body import check_content_type
-from service.routers.rank import after_answer, ranked_answer, score_body
+from service.routers.rank import after_answer, is_rank_request, ranked_answer, score_body
 
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -63,13 +63,7 @@ class RankLane:
         self.endpoint = endpoint  # the route template metrics label it by
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != "/rank"
-            or scope["method"] != "POST"
-            or scope.get("root_path")
-            or self.drain.draining
-        ):
+        if not is_rank_request(scope) or self.drain.draining:
             await self.app(scope, receive, send)
             return
         head = RequestHead(scope["headers"])

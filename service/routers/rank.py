@@ -133,12 +133,7 @@ class RankFastPath:
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != "/rank"
-            or scope["method"] != "POST"
-            or scope.get("root_path")
-        ):
+        if not is_rank_request(scope):
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route
@@ -149,6 +144,16 @@ class RankFastPath:
         ranker = await get_ranker(state)
         response = await rank(Request(scope, receive, send), state, ranker, state.metrics)
         await response(scope, receive, send)
+
+
+def is_rank_request(scope: Scope) -> bool:
+    """``POST /rank`` outside a ``root_path`` mount (``/rank/`` and other methods are the router's)."""
+    return (
+        scope["type"] == "http"
+        and scope["path"] == "/rank"
+        and scope["method"] == "POST"
+        and not scope.get("root_path")
+    )
 
 
 def rank_route(routes: list[Any]) -> APIRoute:
