@@ -1,5 +1,9 @@
 """The front door: what every HTTP request goes through before routing.
 
+(Except an ordinary ``POST /rank``, whose plain body in one piece needs none of it but the deadline:
+``service.rank_lane`` answers it in front of the middleware chain, and hands any other /rank here
+with the deadline it started, ``BODY_DEADLINE``.)
+
 In order, for each request:
 
 1. a path under ``/admin`` must carry the admin token (:mod:`service.admin_auth`): 401/403 before any
