@@ -9,7 +9,9 @@ trained on the simulator into ``--work`` (reused when present), at each candidat
 1. ``floor``: onnxruntime alone on prepared arrays, user graph once + candidate graph;
 2. ``mtrank``: /rank end to end over loopback HTTP (JSON in and out), list bodies, then list and
    columnar bodies in turn on the same server (``columnar / list`` compares those two, request by
-   request, so the host's drift between two separate passes does not decide it);
+   request, so the host's drift between two separate passes does not decide it), and the two
+   graphs' own time inside requests of the same body (``explain.timings``, which the floor beats:
+   inside a request the rest of its work has evicted the graphs' weights from the caches);
 3. ``naive``: FastAPI + the PyTorch model in eager mode, user features copied to every candidate;
 4. ``unsplit``: mtrank's request path with the model as one ONNX graph;
 5. ``litserve`` / ``litserve_unsplit``: LitServe serving the split pair / the one graph behind
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 from serving_models import (
     Prepared,
     bodies,
@@ -170,6 +173,30 @@ def load_run(port: int, body: bytes, seconds: float, *, concurrency: int = 1,
     return result
 
 
+def graphs_inside(port: int, body: bytes, requests: int = 200) -> float:
+    """Median milliseconds of the two graphs inside requests of this body on a running mtrank
+    (``explain.timings``: user + candidate graph, wall time in the server), one keep-alive client.
+    The floor runs the same sessions back to back; inside a request the rest of its work has taken
+    their weights and buffers out of the core's caches (``server_time.py`` measures that apart)."""
+    explained = orjson.dumps({**orjson.loads(body), "explain": True})
+    head = (b"POST /rank HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n" % len(explained))  # fmt: skip
+    graphs = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
+        for _ in range(requests):
+            sock.sendall(head + explained)
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            timings = orjson.loads(reader.read(length))["explain"]["timings"]
+            graphs.append(timings["user_graph"] + timings["candidate_graph"])
+    return float(np.median(graphs[requests // 10 :])) * 1e3  # the first tenth warms up
+
+
 def _percentiles(latencies_ms: list[float]) -> dict[str, Any]:
     ms = np.asarray(latencies_ms or [float("nan")])
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
@@ -220,6 +247,7 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
                     print(f"  {model.name} round {round_ + 1}/{args.rounds} {system:>16} n={n:<5} "
                           f"p50 {result['p50']:7.2f} ms", flush=True)  # fmt: skip
                     if system == "mtrank":  # the two forms in turn, on this server
+                        result["graphs_inside"] = graphs_inside(service.port, body["list"])
                         paired = load_run(service.port, body["list"], args.seconds,
                                           alternate=body["columnar"])  # fmt: skip
                         columnar = paired["alternate"]
@@ -269,6 +297,8 @@ def _over_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p99": float(np.median([r["p99"] for r in runs])),
         "p50_rounds": [r["p50"] for r in runs],
     }
+    if runs and "graphs_inside" in runs[0]:
+        summary["graphs_inside"] = float(np.median([r["graphs_inside"] for r in runs]))
     if runs and "over_list" in runs[0]:
         summary["over_list"] = float(np.median([r["over_list"] for r in runs]))
         summary["over_list_rounds"] = [r["over_list"] for r in runs]
@@ -347,15 +377,17 @@ def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
         lat, fl = r["latency"], r["floor"]
         lines += [f"## {name} model", "",
                   "| N | graphs ms (floor) | unsplit graph / split | mtrank list p50 ms | / graphs | "
-                  "outside model ms | columnar / list | naive / mtrank | unsplit / mtrank | "
+                  "outside model ms | graphs inside requests ms | / graphs inside | columnar / list | naive / mtrank | unsplit / mtrank | "
                   "litserve / mtrank | litserve_unsplit / mtrank |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for n in fl:
             g = fl[n]["graphs"]
             m = lat.get("mtrank", {}).get(n, {}).get("p50", float("nan"))
+            inside = lat.get("mtrank", {}).get(n, {}).get("graphs_inside", float("nan"))
             cells = [
                 str(n), f"{g:.2f}", _ratio(fl[n]["unsplit_graph"], g), f"{m:.2f}", _ratio(m, g),
-                f"{m - g:.2f}", _columnar(lat.get(COLUMNAR, {}).get(n, {})),
+                f"{m - g:.2f}", f"{inside:.2f}", _ratio(m, inside),
+                _columnar(lat.get(COLUMNAR, {}).get(n, {})),
             ]  # fmt: skip
             for other in ("naive", "unsplit", "litserve", "litserve_unsplit"):
                 cells.append(_ratio(lat.get(other, {}).get(n, {}).get("p50", np.nan), m))

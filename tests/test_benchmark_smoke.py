@@ -150,7 +150,11 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
         timeout=400,
     )  # fmt: skip
     table = (out / "table.md").read_text()
-    row = r"^\| 50 \| [\d.]+ \| [\d.]+x \| [\d.]+ \| [\d.]+x \| -?[\d.]+ \| [\d.]+x \|"
+    # floor, unsplit / split, p50, / floor, outside, graphs inside requests, / inside, columnar
+    row = (
+        r"^\| 50 \| [\d.]+ \| [\d.]+x \| [\d.]+ \| [\d.]+x \| -?[\d.]+ \| [\d.]+ \| [\d.]+x \| "
+        r"[\d.]+x \|"
+    )
     assert re.search(row, table, re.M), table
     assert "mtrank / naive:" in table
     assert "of sgemm" in table
@@ -161,6 +165,7 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     columnar = results["latency"]["mtrank_columnar"]["50"]
     assert len(columnar["over_list_rounds"]) == 1
     assert columnar["over_list"] > 0
+    assert results["latency"]["mtrank"]["50"]["graphs_inside"] > 0  # from explain.timings
 
     # the two scripts that say where the server's time goes, on the models prepared above
     work_dir = str(tmp_path / "work")
