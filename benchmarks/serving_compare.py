@@ -445,6 +445,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
         sizes = list(r["floor"])
         x = np.arange(len(sizes))
         series = {"floor (onnxruntime)": [r["floor"][n]["graphs"] for n in sizes]}
+        inside = [r["latency"].get("mtrank", {}).get(n, {}).get("graphs_inside") for n in sizes]
+        if all(value is not None for value in inside):
+            series["graphs inside mtrank requests"] = inside
         for system, values in r["latency"].items():
             if system == COLUMNAR:  # its own p50s come from the paired passes: scale mtrank's
                 mtrank = r["latency"].get("mtrank", {})
