@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from rank_cpu import Client, with_explain
 from serving_models import (
     Prepared,
     bodies,
@@ -178,22 +179,18 @@ def graphs_inside(port: int, body: bytes, requests: int = 200) -> float:
     (``explain.timings``: user + candidate graph, wall time in the server), one keep-alive client.
     The floor runs the same sessions back to back; inside a request the rest of its work has taken
     their weights and buffers out of the core's caches (``server_time.py`` measures that apart)."""
-    explained = orjson.dumps({**orjson.loads(body), "explain": True})
-    head = (b"POST /rank HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n" % len(explained))  # fmt: skip
+    explained = with_explain(body)
+    client = Client(port)
     graphs = []
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = sock.makefile("rb")
+    try:
         for _ in range(requests):
-            sock.sendall(head + explained)
-            length = 0
-            while (line := reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            timings = orjson.loads(reader.read(length))["explain"]["timings"]
+            status, answer = client.rank(explained)
+            if status != 200:
+                raise RuntimeError(f"/rank answered {status}: {answer[:300]!r}")
+            timings = orjson.loads(answer)["explain"]["timings"]
             graphs.append(timings["user_graph"] + timings["candidate_graph"])
+    finally:
+        client.close()
     return float(np.median(graphs[requests // 10 :])) * 1e3  # the first tenth warms up
 
 
