@@ -374,13 +374,13 @@ def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
         lat, fl = r["latency"], r["floor"]
         lines += [f"## {name} model", "",
                   "| N | graphs ms (floor) | unsplit graph / split | mtrank list p50 ms | / graphs | "
-                  "outside model ms | graphs inside requests ms | / graphs inside | columnar / list | naive / mtrank | unsplit / mtrank | "
-                  "litserve / mtrank | litserve_unsplit / mtrank |",
+                  "outside model ms | graphs inside requests ms | / graphs inside | columnar / list | "
+                  "naive / mtrank | unsplit / mtrank | litserve / mtrank | litserve_unsplit / mtrank |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for n in fl:
             g = fl[n]["graphs"]
-            m = lat.get("mtrank", {}).get(n, {}).get("p50", float("nan"))
-            inside = lat.get("mtrank", {}).get(n, {}).get("graphs_inside", float("nan"))
+            ours = lat.get("mtrank", {}).get(n, {})
+            m, inside = ours.get("p50", float("nan")), ours.get("graphs_inside", float("nan"))
             cells = [
                 str(n), f"{g:.2f}", _ratio(fl[n]["unsplit_graph"], g), f"{m:.2f}", _ratio(m, g),
                 f"{m - g:.2f}", f"{inside:.2f}", _ratio(m, inside),
