@@ -49,6 +49,7 @@ from serving_models import (
     Prepared,
     bodies,
     candidate_flops,
+    cpu_description,
     floor,
     free_port,
     load,
@@ -367,9 +368,9 @@ def _columnar(figures: dict[str, Any]) -> str:
     return f"{figures['over_list']:.2f}x" if "over_list" in figures else "n/a"
 
 
-def table(results: dict[str, Any], sgemm: float, load_average: str) -> str:
-    lines = [f"load average at start: {load_average}; single-core sgemm (onnxruntime MatMul 1024^3): "
-             f"{sgemm:.1f} GFLOP/s", ""]  # fmt: skip
+def table(results: dict[str, Any], sgemm: float, load_average: str, cpu: str) -> str:
+    lines = [f"CPU: {cpu}; load average at start: {load_average}; single-core sgemm (onnxruntime "
+             f"MatMul 1024^3): {sgemm:.1f} GFLOP/s", ""]  # fmt: skip
     for name, r in results.items():
         lat, fl = r["latency"], r["floor"]
         lines += [f"## {name} model", "",
@@ -501,18 +502,19 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     sgemm = sgemm_gflops()
+    cpu = cpu_description()
     results: dict[str, Any] = {}
     for name in args.models:
         preset, history = PRESETS[name]
         model = prepare(args.work, name, preset, history, args.rows, args.epochs)
         print(f"== {name}: measuring", flush=True)
         results[name] = measure_model(model, args)
-    text = table(results, sgemm, load_average)
+    text = table(results, sgemm, load_average, cpu)
     text += f"\nload average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}\n"
     print(text)
     (args.out / "table.md").write_text(text)
     (args.out / "results.json").write_text(
-        json.dumps({"sgemm_gflops": sgemm, "results": results}, indent=1, default=str)
+        json.dumps({"cpu": cpu, "sgemm_gflops": sgemm, "results": results}, indent=1, default=str)
     )
     plot(results, args.out / "latency.png")
     print(f"wrote {args.out / 'table.md'}, results.json, latency.png")

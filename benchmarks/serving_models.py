@@ -9,6 +9,7 @@ once + candidate graph), ``candidate_flops`` counts the candidate graph's multip
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import subprocess
@@ -169,6 +170,27 @@ def candidate_flops(path: Path) -> int:
             if weight is not None and len(weight) == 2:
                 total += 2 * weight[0] * weight[1]
     return total
+
+
+_VECTORS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+
+
+def cpu_description() -> str:
+    """This host's CPU as ``/proc/cpuinfo`` names it, its core count and widest vector extension:
+    the ratio of the request path to its graphs moves with it (the graphs gain more from wider
+    vectors than the interpreter does)."""
+    model, flags = "unknown CPU", set[str]()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux: the model and vectors stay unknown
+        pass
+    vectors = next((name for flag, name in _VECTORS if flag in flags), "no AVX")
+    return f"{model}, {os.cpu_count()} cores, {vectors}"
 
 
 def sgemm_gflops(size: int = 1024, repeat: int = 5) -> float:

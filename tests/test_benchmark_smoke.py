@@ -158,8 +158,11 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     assert re.search(row, table, re.M), table
     assert "mtrank / naive:" in table
     assert "of sgemm" in table
+    assert re.search(r"^CPU: .+, \d+ cores, ", table), table  # runs on other hosts told apart
     assert (out / "latency.png").stat().st_size > 0
-    results = json.loads((out / "results.json").read_text())["results"]["default"]
+    written = json.loads((out / "results.json").read_text())
+    assert written["cpu"] in table
+    results = written["results"]["default"]
     assert set(results["latency"]) == {"mtrank", "mtrank_columnar", "naive", "litserve"}
     # the columnar form is timed in turn with the list form on the same server: a ratio per round
     columnar = results["latency"]["mtrank_columnar"]["50"]
