@@ -6,7 +6,8 @@
  * of 1 to 256 characters, values strings, numbers or nulls, every list as long as the ids). Every
  * other member of the body becomes plain Python values (dict, list, str, int, float, bool, None), as
  * msgspec's untyped decoder builds them. service.rank_body checks those against the same rules as
- * the msgspec path.
+ * the msgspec path. A short string met again among the candidates' features is the same str object
+ * (Recent, below): fewer objects made and freed, and one hash per distinct value for the transform.
  *
  * It declines (returns None) whatever it is not sure of, and the msgspec path takes over: a string
  * with an escape or a control character, bytes that are not UTF-8, an integer past int64, a number
@@ -185,6 +186,53 @@ static PyObject *scalar_value(Cursor *c, int bools) {
     return DECLINE;
 }
 
+/* Short strings met again in one body's candidate features (a category, a device) share one str:
+ * the same bytes (no escapes) always decode to the same value, and the one object keeps its hash
+ * for the transform's vocabulary lookups. Direct-mapped by an FNV-1a hash of the bytes; a miss
+ * replaces the slot's string. */
+#define RECENT_SLOTS 64
+#define RECENT_MAX_BYTES 32
+
+typedef struct {
+    const char *at[RECENT_SLOTS];
+    Py_ssize_t size[RECENT_SLOTS];
+    PyObject *value[RECENT_SLOTS];
+} Recent;
+
+static void recent_clear(Recent *recent) {
+    for (int k = 0; k < RECENT_SLOTS; k++) Py_CLEAR(recent->value[k]);
+}
+
+/* The string at c->at as a str, taken from ``recent`` when the same bytes were met before. */
+static PyObject *recent_string(Cursor *c, Recent *recent) {
+    const char *start;
+    Py_ssize_t size;
+    if (!raw_string(c, &start, &size)) return DECLINE;
+    if (size > RECENT_MAX_BYTES) return text(start, size);
+    unsigned int hash = 2166136261u;
+    for (Py_ssize_t k = 0; k < size; k++) hash = (hash ^ (unsigned char)start[k]) * 16777619u;
+    unsigned int slot = (hash ^ (hash >> 16)) % RECENT_SLOTS;
+    PyObject *kept = recent->value[slot];
+    if (kept != NULL && recent->size[slot] == size &&
+        memcmp(start, recent->at[slot], (size_t)size) == 0) {
+        Py_INCREF(kept);
+        return kept;
+    }
+    PyObject *made = text(start, size);
+    if (made == NULL) return NULL;
+    Py_XSETREF(recent->value[slot], Py_NewRef(made));
+    recent->at[slot] = start;
+    recent->size[slot] = size;
+    return made;
+}
+
+/* A candidate feature's value: a string (through ``recent``), a number or null. */
+static PyObject *cell_value(Cursor *c, Recent *recent) {
+    skip_space(c);
+    if (c->at < c->end && *c->at == '"') return recent_string(c, recent);
+    return scalar_value(c, 0);
+}
+
 static PyObject *any_value(Cursor *c);
 
 static PyObject *array_value(Cursor *c) {
@@ -249,6 +297,7 @@ typedef struct {
     Py_ssize_t name_size[MAX_NAMES];
     Py_ssize_t width;  /* -1 until the first row's features are read */
     Py_ssize_t keys;   /* object keys in the rows */
+    Recent recent;     /* the feature strings met so far */
 } Rows;
 
 static int same_bytes(const char *a, Py_ssize_t a_size, const char *b, Py_ssize_t b_size) {
@@ -273,7 +322,7 @@ static int first_features(Cursor *c, Rows *rows) {
         failed = column == NULL || PyList_Append(rows->columns, column) < 0;
         Py_XDECREF(column);
         if (failed) return 0;
-        PyObject *value = scalar_value(c, 0);
+        PyObject *value = cell_value(c, &rows->recent);
         failed = value == NULL || PyList_Append(column, value) < 0;
         Py_XDECREF(value);
         if (failed) return 0;
@@ -302,7 +351,7 @@ static int next_features(Cursor *c, Rows *rows) {
         if ((j > 0 && !take(c, ',')) ||
             !quoted_name(c, rows->name_at[j] - 1, rows->name_size[j] + 2) || !take(c, ':'))
             return 0;
-        PyObject *value = scalar_value(c, 0);
+        PyObject *value = cell_value(c, &rows->recent);
         int failed = value == NULL || PyList_Append(PyList_GET_ITEM(rows->columns, j), value) < 0;
         Py_XDECREF(value);
         if (failed) return 0;
@@ -351,6 +400,7 @@ static PyObject *candidate_rows(Cursor *c) {
     rows->names = PyList_New(0);
     rows->width = -1;
     rows->keys = 0;
+    memset(&rows->recent, 0, sizeof(Recent));
     PyObject *result = NULL;
     if (rows->ids == NULL || rows->columns == NULL || rows->names == NULL) goto done;
     do {
@@ -371,6 +421,7 @@ done:
     Py_XDECREF(rows->ids);
     Py_XDECREF(rows->columns);
     Py_XDECREF(rows->names);
+    recent_clear(&rows->recent);
     PyMem_Free(rows);
     return result;
 }
@@ -402,12 +453,13 @@ static PyObject *id_list(Cursor *c) {
 static PyObject *scalar_columns(Cursor *c, Py_ssize_t n) {
     PyObject *columns = PyDict_New();
     if (columns == NULL || take(c, '}')) return columns;
+    Recent recent = {0};
     do {
         PyObject *name = string_value(c), *column = NULL;
         if (name != NULL && take(c, ':') && take(c, '[') && (column = PyList_New(0)) != NULL) {
             int ok = 1;
             do {
-                PyObject *value = scalar_value(c, 0);
+                PyObject *value = cell_value(c, &recent);
                 ok = value != NULL && PyList_Append(column, value) == 0;
                 Py_XDECREF(value);
             } while (ok && take(c, ','));
@@ -417,11 +469,13 @@ static PyObject *scalar_columns(Cursor *c, Py_ssize_t n) {
         }
         Py_XDECREF(name);
         if (column == NULL) {
+            recent_clear(&recent);
             Py_DECREF(columns);
             return NULL;
         }
         Py_DECREF(column);
     } while (take(c, ','));
+    recent_clear(&recent);
     if (take(c, '}')) return columns;
     Py_DECREF(columns);
     return DECLINE;

@@ -218,6 +218,44 @@ def test_strings_are_read_as_msgspec_reads_them_or_declined(text: str) -> None:
         assert identical(got, expected(body))
 
 
+# strings that repeat: more of one length than a body has slots to share them in (so two of them
+# always meet in one slot), ones that differ in their last byte or in a multi-byte character, and
+# lengths either side of the 32 bytes up to which a repeated string is shared
+_POOL = [
+    *(f"v{k:03d}" for k in range(200)),
+    *("x" * size + end for size in (30, 31, 32, 33, 40) for end in ("a", "b", "日")),
+    "",
+]
+_CELLS = st.lists(
+    st.one_of(st.sampled_from(_POOL), st.integers(0, 3), st.none()),
+    min_size=1,
+    max_size=300,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CELLS, _CELLS)
+def test_repeated_feature_strings_are_each_read_as_written(
+    first: list[Any], second: list[Any]
+) -> None:
+    """A string met again in the candidates' features is shared, never confused with another."""
+    n = min(len(first), len(second))
+    rows = [{"id": f"c{k}", "features": {"s": first[k], "t": second[k]}} for k in range(n)]
+    listed = orjson.dumps({"candidates": rows})
+    columnar = orjson.dumps(
+        {
+            "candidates": {
+                "ids": [r["id"] for r in rows],
+                "features": {"s": first[:n], "t": second[:n]},
+            }
+        }
+    )
+    for body in (listed, columnar):
+        assert_reads_as_msgspec(body)
+        _, (_, columns, _, _) = parse(body)
+        assert columns == {"s": first[:n], "t": second[:n]}
+
+
 @pytest.mark.parametrize(
     "body",
     [
