@@ -10,8 +10,8 @@ trained on the simulator into ``--work`` (reused when present), at each candidat
 2. ``mtrank``: /rank end to end over loopback HTTP (JSON in and out), list bodies, then list and
    columnar bodies in turn on the same server (``columnar / list`` compares those two, request by
    request, so the host's drift between two separate passes does not decide it), and the two
-   graphs' own time inside requests of the same body (``explain.timings``, which the floor beats:
-   inside a request the rest of its work has evicted the graphs' weights from the caches);
+   graphs' own time inside requests of the same body (``explain.timings``; on most hosts slower
+   than the floor: inside a request the rest of its work evicts the graphs' weights from the caches);
 3. ``naive``: FastAPI + the PyTorch model in eager mode, user features copied to every candidate;
 4. ``unsplit``: mtrank's request path with the model as one ONNX graph;
 5. ``litserve`` / ``litserve_unsplit``: LitServe serving the split pair / the one graph behind
@@ -178,8 +178,9 @@ def load_run(port: int, body: bytes, seconds: float, *, concurrency: int = 1,
 def graphs_inside(port: int, body: bytes, requests: int = 200) -> float:
     """Median milliseconds of the two graphs inside requests of this body on a running mtrank
     (``explain.timings``: user + candidate graph, wall time in the server), one keep-alive client.
-    The floor runs the same sessions back to back; inside a request the rest of its work has taken
-    their weights and buffers out of the core's caches (``server_time.py`` measures that apart)."""
+    The floor runs the same sessions back to back; inside a request the rest of its work may have
+    taken their weights and buffers out of the core's caches, by how much depends on the host
+    (``server_time.py`` measures that apart)."""
     explained = with_explain(body)
     client = Client(port)
     graphs = []
