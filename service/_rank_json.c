@@ -11,10 +11,12 @@
  *
  * It declines (returns None) whatever it is not sure of, and the msgspec path takes over: a string
  * with an escape or a control character, bytes that are not UTF-8, an integer past int64, a number
- * past the float range, nesting deeper than MAX_DEPTH, a top-level member named twice, candidate rows
+ * past the float range, nesting deeper than MAX_DEPTH, a key named twice in any object, candidate rows
  * that are not objects of "id" (a string) and "features" (an object of strings, numbers and nulls)
  * or whose feature names differ from the first row's (same names, same order), columns given before
- * the ids, anything after the body. tests/service/test_rank_json.py holds it to the msgspec path.
+ * the ids, anything after the body. A body it reads thus repeats no key in any object, which
+ * rank_body then need not check (it counts the colons of a body msgspec reads).
+ * tests/service/test_rank_json.py holds it to the msgspec path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -260,9 +262,10 @@ static PyObject *object_value(Cursor *c) {
     do {
         PyObject *key = string_value(c);
         PyObject *item = key != NULL && take(c, ':') ? any_value(c) : NULL;
-        /* a repeated key keeps the last value, as msgspec does; rank_body counts keys against
-         * the body's colons and declines */
-        int failed = item == NULL || PyDict_SetItem(dict, key, item) < 0;
+        Py_ssize_t size = PyDict_GET_SIZE(dict);
+        /* a repeated key (the dict did not grow) declines: pydantic validates every value */
+        int failed = item == NULL || PyDict_SetItem(dict, key, item) < 0 ||
+                     PyDict_GET_SIZE(dict) == size;
         Py_XDECREF(key);
         Py_XDECREF(item);
         if (failed) {
@@ -448,8 +451,7 @@ static PyObject *id_list(Cursor *c) {
 }
 
 /* {name: [scalar, ...], ...}, every list ``n`` long; the cursor is past the brace. A repeated name
- * keeps its last list, as msgspec does: the names kept are then fewer than the body's colons and
- * rank_body declines. */
+ * declines. */
 static PyObject *scalar_columns(Cursor *c, Py_ssize_t n) {
     PyObject *columns = PyDict_New();
     if (columns == NULL || take(c, '}')) return columns;
@@ -463,8 +465,9 @@ static PyObject *scalar_columns(Cursor *c, Py_ssize_t n) {
                 ok = value != NULL && PyList_Append(column, value) == 0;
                 Py_XDECREF(value);
             } while (ok && take(c, ','));
+            Py_ssize_t names = PyDict_GET_SIZE(columns);
             if (!ok || !take(c, ']') || PyList_GET_SIZE(column) != n ||
-                PyDict_SetItem(columns, name, column) < 0)
+                PyDict_SetItem(columns, name, column) < 0 || PyDict_GET_SIZE(columns) == names)
                 Py_CLEAR(column);
         }
         Py_XDECREF(name);

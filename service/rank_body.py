@@ -22,8 +22,9 @@ every error answer (so a refused body gets exactly the answer it always got). It
 * anything msgspec refuses (NaN, Infinity, 1e309, bad UTF-8, lone surrogates, deep nesting, a
   wrong type or a missing or unknown field in a candidate);
 * an integer past int64 (pydantic takes it as a number, not an id);
-* duplicate object keys (msgspec keeps the last, pydantic validates every one): the body's colons
-  outside strings must equal the keys decoded;
+* duplicate object keys (msgspec keeps the last, pydantic validates every one): the C parser
+  declines a body with one, and of a body msgspec reads the colons outside strings must equal the
+  keys decoded;
 * a limit exceeded, duplicate ids, a list in a candidate feature (pydantic's), a fusion override
   pydantic refuses: every other rule of ``RankRequest`` and ``check_limits``.
 
@@ -134,7 +135,7 @@ def parse_fast(body: bytes, limits: BodyLimits) -> ParsedRank | None:
     decoded = _decode(body)
     if decoded is None:
         return None
-    data, candidates = decoded
+    data, candidates, keys_checked = decoded
     scalars = _scalars(data)
     user = data.get("user")
     if scalars is None or type(user) is not dict or not user.keys() <= _USER_KEYS:
@@ -157,7 +158,7 @@ def parse_fast(body: bytes, limits: BodyLimits) -> ParsedRank | None:
         return None
     # the body's members (candidates among them), then the objects within them
     keys = 1 + len(data) + len(user) + len(user_features) + len(context) + fusion_keys
-    if not _keys_unique(body, keys + candidate_keys):
+    if not keys_checked and not _keys_unique(body, keys + candidate_keys):
         return None
     request_id, top_k, explain = scalars
     return ParsedRank(
@@ -181,23 +182,24 @@ _Candidates: TypeAlias = tuple[list[str], dict[str, list[Any]], bool, int]
 """(ids, feature columns, columnar?, object keys in the candidates)."""
 
 
-def _decode(body: bytes) -> tuple[dict[str, Any], _Candidates | None] | None:
-    """(the members other than candidates, the candidates or None when they are not valid), or
-    None when the body is not one msgspec's typed decoder accepts. The C parser first (the list
-    form's rows straight into columns); whatever it declines, msgspec."""
+def _decode(body: bytes) -> tuple[dict[str, Any], _Candidates | None, bool] | None:
+    """(the members other than candidates, the candidates or None when they are not valid, whether
+    the body is known to repeat no object key), or None when the body is not one msgspec's typed
+    decoder accepts. The C parser first (the list form's rows straight into columns; it declines a
+    repeated key, so what it reads needs no colon count); whatever it declines, msgspec."""
     if _parse_body is not None:
         parsed = _parse_body(body)
         if parsed is not None:
             members, candidates = parsed
             if not members.keys() <= _MEMBERS:  # an unknown member: msgspec refuses it too
                 return None
-            return members, candidates
+            return members, candidates, True
     try:
         decoded = _decoder.decode(body)
     except (msgspec.DecodeError, RecursionError):  # a validation error is a DecodeError too
         return None
     data = {name: value for name in _MEMBERS if (value := getattr(decoded, name)) is not UNSET}
-    return data, _candidates(decoded.candidates)
+    return data, _candidates(decoded.candidates), False
 
 
 def _scalars(data: dict[str, Any]) -> tuple[str | None, int | None, bool] | None:
