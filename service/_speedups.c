@@ -4,7 +4,8 @@
  *               service.contracts.transform._Encoder.encode computes them (vocabulary lookup of the
  *               canonical id, or 1 + FNV-1a 64 of its UTF-8 bytes modulo the buckets).
  * write_items   the /rank "items" array from columns orjson already wrote, as
- *               service.rank_items._tokens_json interleaves them.
+ *               service.rank_items._tokens_json interleaves them, with the rest of the answer
+ *               around it.
  * rows_to_columns  decoded /rank candidate rows -> ids and one list per feature, as
  *               service.rank_body._rows turns them.
  * encode_sequences  a sequence column (lists of ids) -> the (rows, length) int64 codes
@@ -361,17 +362,21 @@ static int next_string(Tokens *tokens, const char **start, Py_ssize_t *size) {
 }
 
 PyDoc_STRVAR(write_items_doc,
-"write_items(ids: bytes, columns: list[bytes], pieces: list[bytes]) -> bytes | None\n\n"
-"``[item, ...]`` where item k is pieces[0] + id k + pieces[1] + rank k (from 1) + pieces[2] +\n"
-"column 0's token k + pieces[3] + column 1's token k ... + pieces[-1]. ``ids`` is orjson's JSON of\n"
-"the id list, each column orjson's JSON of a number array; None when they do not hold as many\n"
-"tokens as ids.");
+"write_items(ids: bytes, columns: list[bytes], pieces: list[bytes], before: bytes = b'',\n"
+"            after: bytes = b'') -> bytes | None\n\n"
+"``before + [item, ...] + after`` where item k is pieces[0] + id k + pieces[1] + rank k (from 1) +\n"
+"pieces[2] + column 0's token k + pieces[3] + column 1's token k ... + pieces[-1]. ``ids`` is\n"
+"orjson's JSON of the id list, each column orjson's JSON of a number array; None when they do not\n"
+"hold as many tokens as ids. ``before`` and ``after`` (the rest of the answer around its items)\n"
+"are written into the same bytes, so the answer is never copied to join them.");
 
 static PyObject *write_items(PyObject *module, PyObject *args) {
-    PyObject *ids, *columns, *pieces;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyBytes_Type, &ids, &PyList_Type, &columns,
-                          &PyList_Type, &pieces))
+    PyObject *ids, *columns, *pieces, *before = NULL, *after = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!|O!O!", &PyBytes_Type, &ids, &PyList_Type, &columns,
+                          &PyList_Type, &pieces, &PyBytes_Type, &before, &PyBytes_Type, &after))
         return NULL;
+    Py_ssize_t before_size = before == NULL ? 0 : PyBytes_GET_SIZE(before);
+    Py_ssize_t after_size = after == NULL ? 0 : PyBytes_GET_SIZE(after);
     Py_ssize_t n_columns = PyList_GET_SIZE(columns);
     if (PyList_GET_SIZE(pieces) != n_columns + 3) {
         PyErr_SetString(PyExc_ValueError, "pieces must number len(columns) + 3");
@@ -411,7 +416,7 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
     Py_ssize_t items = 0;
     for (const char *p = id_tokens.at; p < id_tokens.end; p++) items += (*p == '"');
     items = items / 2 + 1;
-    Py_ssize_t capacity = 2 + variable + items * (fixed + 21);
+    Py_ssize_t capacity = before_size + 2 + variable + items * (fixed + 21) + after_size;
     /* written straight into the answer's bytes object, shrunk to size at the end (no copy) */
     PyObject *result = PyBytes_FromStringAndSize(NULL, capacity);
     if (result == NULL) {
@@ -420,6 +425,8 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
     }
     char *buffer = PyBytes_AS_STRING(result);
     char *out = buffer;
+    if (before_size) memcpy(out, PyBytes_AS_STRING(before), (size_t)before_size);
+    out += before_size;
     *out++ = '[';
     const char *token;
     Py_ssize_t size;
@@ -453,6 +460,8 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
         if (number_tokens[c].at < number_tokens[c].end) goto decline; /* more numbers than ids */
     }
     *out++ = ']';
+    if (after_size) memcpy(out, PyBytes_AS_STRING(after), (size_t)after_size);
+    out += after_size;
     PyMem_Free(number_tokens);
     if (_PyBytes_Resize(&result, out - buffer) < 0) return NULL;
     return result;

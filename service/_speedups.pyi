@@ -5,7 +5,14 @@ from typing import Any
 def encode_ids(
     values: list[object], vocabulary: dict[str, int] | None, buckets: int, /
 ) -> bytearray | None: ...
-def write_items(ids: bytes, columns: list[bytes], pieces: list[bytes], /) -> bytes | None: ...
+def write_items(
+    ids: bytes,
+    columns: list[bytes],
+    pieces: list[bytes],
+    before: bytes = ...,
+    after: bytes = ...,
+    /,
+) -> bytes | None: ...
 def rows_to_columns(rows: list[Any], /) -> tuple[list[str], dict[str, list[Any]], int] | None: ...
 def encode_sequences(
     rows: list[Any], length: int, vocabulary: dict[str, int] | None, buckets: int, /

@@ -65,11 +65,13 @@ def _objectives_type(names: tuple[str, ...]) -> type[msgspec.Struct]:
     return made
 
 
-def items_json(output: RankOutput) -> bytes:
-    """The JSON array of the returned candidates: best first, each with its objectives."""
+def items_json(output: RankOutput, before: bytes = b"", after: bytes = b"") -> bytes:
+    """``before``, the JSON array of the returned candidates (best first, each with its
+    objectives), then ``after``. The C writer puts the three in the one bytes object it writes, so
+    the answer around the items (``before`` and ``after``) costs no second copy of them."""
     order = output.order
     if order.shape[0] == 0:
-        return b"[]"
+        return b"".join((before, b"[]", after))
     names = list(output.objective_scores)
     fused = output.fused_scores[order]
     objectives = [output.objective_scores[name][order] for name in names]
@@ -82,15 +84,18 @@ def items_json(output: RankOutput) -> bytes:
                 for column in (fused, *objectives)
             ],
             _pieces(tuple(names)),
+            before,
+            after,
         )
         if written is not None:
             return written
     largest = max(float(np.abs(column).max()) for column in (fused, *objectives))
     if largest >= SAME_FLOATS_BELOW or not names:
-        return _tokens_json(ids, names, [fused, *objectives])
+        return b"".join((before, _tokens_json(ids, names, [fused, *objectives]), after))
     structs = map(_objectives_type(tuple(names)), *(column.tolist() for column in objectives))
     ranks = range(1, order.shape[0] + 1)
-    return _encoder.encode(list(map(_Item, ids, ranks, fused.tolist(), structs)))
+    items = _encoder.encode(list(map(_Item, ids, ranks, fused.tolist(), structs)))
+    return b"".join((before, items, after))
 
 
 _PIECES: dict[tuple[str, ...], list[bytes]] = {}

@@ -175,7 +175,8 @@ def encode_response(parsed: ParsedRank, output: RankOutput) -> bytes:
         "model": {"name": output.model, "version": output.version},
         "fusion": {"name": output.fusion_name, "spec": _fusion_json(output.fusion)},
     }
-    parts = [orjson.dumps(head)[:-1], b',"items":', items_json(output)]
+    before = orjson.dumps(head)[:-1] + b',"items":'
+    after = b"}"
     if parsed.explain:
         fetch = output.feature_fetch
         explain = {
@@ -185,9 +186,8 @@ def encode_response(parsed: ParsedRank, output: RankOutput) -> bytes:
             else {"status": fetch.status, "hits": fetch.hits, "misses": fetch.misses},
             "user_cache": output.user_cache,
         }
-        parts += [b',"explain":', orjson.dumps(explain)]
-    parts.append(b"}")
-    return b"".join(parts)
+        after = b',"explain":' + orjson.dumps(explain) + b"}"
+    return items_json(output, before, after)  # the items written between the two, no join
 
 
 _FUSION_JSON: dict[int, tuple[FusionSpec, orjson.Fragment]] = {}

@@ -133,14 +133,20 @@ def test_zero_inference_threads_scores_on_the_event_loop_alike(
 
 def _plain_json(parsed: ParsedRank, output: RankOutput) -> bytes:
     """The answer written the simple way: every item as a dict, one ``orjson.dumps``."""
-    return orjson.dumps(
-        {
-            "request_id": parsed.request_id,
-            "model": {"name": output.model, "version": output.version},
-            "fusion": {"name": output.fusion_name, "spec": output.fusion.model_dump(mode="json")},
-            "items": [dataclasses.asdict(item) for item in output.items],
+    answer: dict[str, Any] = {
+        "request_id": parsed.request_id,
+        "model": {"name": output.model, "version": output.version},
+        "fusion": {"name": output.fusion_name, "spec": output.fusion.model_dump(mode="json")},
+        "items": [dataclasses.asdict(item) for item in output.items],
+    }
+    if parsed.explain:
+        assert output.feature_fetch is None  # no store here
+        answer["explain"] = {
+            "timings": output.timings,
+            "feature_fetch": None,
+            "user_cache": output.user_cache,
         }
-    )
+    return orjson.dumps(answer)
 
 
 @pytest.mark.parametrize(
@@ -167,7 +173,11 @@ def test_answer_is_byte_for_byte_the_plain_dumps(
     for top_k in (N, 3, 25, 1):  # rank tokens are kept from larger lists: reused when shorter
         body = _body(columnar=True)
         body["candidates"]["ids"] = ids
-        parsed = parse_rank_request(orjson.dumps({**body, "top_k": top_k}), LIMITS)
+        explain = top_k in (N, 1)  # the answer with and without what follows the items
+        parsed = parse_rank_request(
+            orjson.dumps({**body, "top_k": top_k, "explain": explain}), LIMITS
+        )
+        assert parsed.explain is explain
         output = asyncio.run(ranker.rank(parsed.input))
         assert encode_response(parsed, output) == _plain_json(parsed, output)
         # scores from 1e16 on: msgspec would write 1e16 where orjson writes 1e+16

@@ -292,6 +292,15 @@ def test_write_items_is_the_plain_dumps_of_the_items(ids: list[str], data: st.Da
         for k, id_ in enumerate(ids)
     ]
     assert written == orjson.dumps(plain)
+    before, after = data.draw(st.binary(max_size=40)), data.draw(st.binary(max_size=40))
+    around = speedups.write_items(
+        id_json,
+        [orjson.dumps(c, option=orjson.OPT_SERIALIZE_NUMPY) for c in columns],
+        pieces,
+        before,
+        after,
+    )
+    assert around == before + written + after
 
 
 @needs_c
@@ -302,6 +311,8 @@ def test_write_items_declines_columns_that_do_not_match_the_ids() -> None:
     assert speedups.write_items(b'["a"]', [b"[1,2]"], pieces) is None
     assert speedups.write_items(b'["a"]', [b"1"], pieces) is None
     assert speedups.write_items(b"[]", [b"[]"], pieces) == b"[]"
+    assert speedups.write_items(b"[]", [b"[]"], pieces, b"{", b"}") == b"{[]}"
+    assert speedups.write_items(b'["a"]', [b"[1,2]"], pieces, b"{", b"}") is None
     with pytest.raises(ValueError, match="pieces"):
         speedups.write_items(b'["a"]', [b"[1]"], pieces[:2])
 
