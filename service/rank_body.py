@@ -156,10 +156,11 @@ def parse_fast(body: bytes, limits: BodyLimits) -> ParsedRank | None:
     ids, columns, columnar, candidate_keys = candidates
     if len(ids) > limits.max_candidates or len(set(ids)) != len(ids):
         return None
-    # the body's members (candidates among them), then the objects within them
-    keys = 1 + len(data) + len(user) + len(user_features) + len(context) + fusion_keys
-    if not keys_checked and not _keys_unique(body, keys + candidate_keys):
-        return None
+    if not keys_checked:  # read by msgspec: count the keys it kept against the body's colons
+        # the body's members (candidates among them), then the objects within them
+        keys = 1 + len(data) + len(user) + len(user_features) + len(context) + fusion_keys
+        if not _keys_unique(body, keys + candidate_keys):
+            return None
     request_id, top_k, explain = scalars
     return ParsedRank(
         RankInput(
