@@ -26,6 +26,15 @@ where the time goes. This script measures time, in two parts.
    the rest of its work (body, transform, answer, metrics) has evicted the graphs' weights and
    buffers from the core's caches, and the ratio is what that costs.
 
+3. **Each stage warm and inside a stream of requests.** In process, each stage of a request (the
+   body parse, the transform, the user graph, the candidate graph, the objectives' checks with the
+   fusion and the top k, the answer, the metrics) timed run back to back on the same input (warm:
+   its code and data stay in the core's caches), and run once right after a full request of the
+   same body (as it runs when requests follow each other: every other stage has run since it last
+   did), alternated in rounds. The sums against the whole request say how much of a request is each
+   stage's own work, how much the cache misses the other stages cause it, and how much the
+   framework between the stages (the ASGI app, the rank lane, the ranker's orchestration).
+
 ``--out DIR`` also writes ``table.md`` and ``components.png`` (stacked microseconds per request).
 """
 
@@ -41,12 +50,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rank_cpu import HISTORY, ROOT, Server, asgi_rank, in_process_app, prepared, with_explain
+from serving_apps import LIMITS
 from serving_models import bodies, prepared_arrays
 
 LIBC = "libc (copies, malloc)"
@@ -214,8 +225,114 @@ def graphs_in_requests(args: argparse.Namespace) -> dict[int, dict[str, float]]:
     return asyncio.run(run())
 
 
+def _stage_runs(state: Any, body: bytes, output: Any) -> dict[str, Callable[[], object]]:
+    """Each stage of a request of ``body`` as a call on fixed inputs (``output``: its ranking)."""
+    from service.contracts.fusion import derive_objectives, fuse
+    from service.json_body import parse_rank_request
+    from service.routers.rank import encode_response
+    from service.scoring.assembly import stored_rows
+    from service.scoring.ranker import choose_fusion
+    from service.scoring.topk import top_k
+
+    loaded = state.registry.routing.pick("bench")[0]
+    sessions, assembler = loaded.sessions, loaded.assembler
+    parsed = parse_rank_request(body, LIMITS)
+    user, arrays, n = prepared_arrays(loaded, body)
+    rep = sessions.user_rep(user)
+    items = stored_rows(None, n)[1]
+    outputs = sessions.score(rep, arrays, n)
+    spec = choose_fusion(loaded, parsed.input)[1]
+
+    def transform() -> object:
+        assembler.user_arrays(parsed.input.user_features, None)
+        return assembler.candidate_arrays(parsed.input, items)
+
+    def scores() -> object:  # what score_request does between the candidate graph and the answer
+        tasks = {task.id: outputs[task.output] for task in loaded.manifest.tasks}
+        objectives = derive_objectives(tasks, loaded.manifest.derived)
+        loaded.check_outputs(objectives)
+        return top_k(fuse(spec, objectives), parsed.input.top_k)
+
+    return {
+        "body parse": lambda: parse_rank_request(body, LIMITS),
+        "transform": transform,
+        "user graph": lambda: sessions.user_rep(user),
+        "candidate graph": lambda: sessions.score(rep, arrays, n),
+        "objectives, fusion, top k": scores,
+        "answer": lambda: encode_response(parsed, output),
+        "metrics": lambda: state.metrics.record_rank(output),
+    }
+
+
+STAGES = (
+    "body parse",
+    "transform",
+    "user graph",
+    "candidate graph",
+    "objectives, fusion, top k",
+    "answer",
+    "metrics",
+)
+
+
+def stages_in_requests(args: argparse.Namespace) -> dict[int, dict[str, dict[str, float]]]:
+    """Per size and stage: median microseconds run back to back (``warm``) and run once right
+    after a full request of the same body (``in_stream``); ``request`` holds the whole request's."""
+    from service.json_body import parse_rank_request
+
+    app = in_process_app(args.work, args.model)
+    model = prepared(args.work, args.model)
+
+    async def run() -> dict[int, dict[str, dict[str, float]]]:
+        out: dict[int, dict[str, dict[str, float]]] = {}
+        async with app.router.lifespan_context(app):
+            state = app.state.mtrank
+            for n in args.sizes:
+                body = bodies(model, n)["list"]
+                parsed = parse_rank_request(body, LIMITS)
+                output = await state.ranker.rank(parsed.input, cache_now=False)
+                stages = _stage_runs(state, body, output)
+                for _ in range(20):
+                    await asgi_rank(app, body)
+                rounds: dict[str, dict[str, list[float]]] = {
+                    stage: {"warm": [], "in_stream": []} for stage in [*STAGES, "request"]
+                }
+                for _ in range(args.rounds):
+                    for stage, run_stage in stages.items():
+                        times = []
+                        for _ in range(args.requests):
+                            started = time.perf_counter()
+                            run_stage()
+                            times.append(time.perf_counter() - started)
+                        rounds[stage]["warm"].append(statistics.median(times))
+                        times = []
+                        for _ in range(args.requests):
+                            await asgi_rank(app, body)
+                            started = time.perf_counter()
+                            run_stage()
+                            times.append(time.perf_counter() - started)
+                        rounds[stage]["in_stream"].append(statistics.median(times))
+                    times = []
+                    for _ in range(args.requests):
+                        started = time.perf_counter()
+                        await asgi_rank(app, body)
+                        times.append(time.perf_counter() - started)
+                    rounds["request"]["in_stream"].append(statistics.median(times))
+                out[n] = {
+                    stage: {kind: statistics.median(v) * 1e6 for kind, v in kinds.items() if v}
+                    for stage, kinds in rounds.items()
+                }
+                print(f"each stage warm and in a stream of requests, N={n}: done", file=sys.stderr)
+        return out
+
+    return asyncio.run(run())
+
+
 def table(
-    args: argparse.Namespace, sampled: list[Sampled] | str, graphs: dict[int, dict[str, float]]
+    args: argparse.Namespace,
+    sampled: list[Sampled] | str,
+    graphs: dict[int, dict[str, float]],
+    stages: dict[int, dict[str, dict[str, float]]],
 ) -> str:
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     lines = [f"model {args.model}, list bodies, one client; load average at the end {load}", ""]
@@ -258,6 +375,35 @@ def table(
             f"| {n} | {g['inside_us']:.0f} us | {g['back_to_back_us']:.0f} us | "
             f"**{g['ratio']:.2f}x** ({g['ratio_min']:.2f}-{g['ratio_max']:.2f}) |"
         )
+    lines += [
+        "",
+        "each stage run back to back (warm) and once right after a full request of the same body "
+        f"(in a stream of requests), in process, medians of {args.rounds} rounds of {args.requests}",
+        "",
+        "| stage | " + " | ".join(f"N={n} warm | N={n} in a stream" for n in stages) + " |",
+        "|---" * (2 * len(stages) + 1) + "|",
+    ]
+    for stage in STAGES:
+        cells = [
+            f"{s[stage]['warm']:.0f} us | {s[stage]['in_stream']:.0f} us "
+            f"(**{s[stage]['in_stream'] / s[stage]['warm']:.2f}x**)"
+            for s in stages.values()
+        ]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    sums = [
+        (sum(s[stage]["warm"] for stage in STAGES), sum(s[stage]["in_stream"] for stage in STAGES))
+        for s in stages.values()
+    ]
+    lines.append(
+        "| sum of the stages | "
+        + " | ".join(f"{warm:.0f} us | {cold:.0f} us" for warm, cold in sums)
+        + " |"
+    )
+    lines.append(
+        "| whole request (in process, no sockets) | "
+        + " | ".join(f"| {s['request']['in_stream']:.0f} us" for s in stages.values())
+        + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -299,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sampled = components(args)
     graphs = graphs_in_requests(args)
-    text = table(args, sampled, graphs)
+    stages = stages_in_requests(args)
+    text = table(args, sampled, graphs, stages)
     print(text, end="")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -178,6 +178,18 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     timed = run_script("server_time.py", "--work", work_dir, "--sizes", "20", "--seconds", "0.5",
                        "--rounds", "1", "--requests", "5", "--out", str(tmp_path / "time"))  # fmt: skip
     assert re.search(r"^\| 20 \| \d+ us \| \d+ us \| \*\*[\d.]+x\*\*", timed, re.M), timed
+    # each stage timed warm and right after a full request, against the whole request
+    stages = (
+        "body parse",
+        "transform",
+        "user graph",
+        "candidate graph",
+        "objectives, fusion, top k",
+    )
+    for stage in (*stages, "answer", "metrics"):
+        row = rf"^\| {stage} \| \d+ us \| \d+ us \(\*\*[\d.]+x\*\*\) \|$"
+        assert re.search(row, timed, re.M), timed
+    assert re.search(r"^\| whole request \(in process, no sockets\) \| \| \d+ us \|$", timed, re.M)
     if "skipped" not in timed:  # perf can sample here: every component named, the plot written
         assert re.search(r"^\| onnxruntime \(graphs\) \| \d+ us \([\d.]+ %\) \|$", timed, re.M)
         assert (tmp_path / "time" / "components.png").stat().st_size > 0
