@@ -3,9 +3,9 @@
  * encode_ids    a categorical column (a list of str / int ids) -> int64 codes, as
  *               service.contracts.transform._Encoder.encode computes them (vocabulary lookup of the
  *               canonical id, or 1 + FNV-1a 64 of its UTF-8 bytes modulo the buckets).
- * write_items   the /rank "items" array from columns orjson already wrote, as
- *               service.rank_items._tokens_json interleaves them, with the rest of the answer
- *               around it.
+ * write_items   the /rank "items" array from the ids, their order and the score columns orjson
+ *               already wrote, as service.rank_items._tokens_json interleaves them, with the rest
+ *               of the answer around it.
  * rows_to_columns  decoded /rank candidate rows -> ids and one list per feature, as
  *               service.rank_body._rows turns them.
  * encode_sequences  a sequence column (lists of ids) -> the (rows, length) int64 codes
@@ -336,44 +336,85 @@ static int next_number(Tokens *tokens, const char **start, Py_ssize_t *size) {
     return 1;
 }
 
-/* The next string token, quotes included: from '"' to the next unescaped '"'. */
-static int next_string(Tokens *tokens, const char **start, Py_ssize_t *size) {
-    const char *at = tokens->at;
-    if (at >= tokens->end || *at != '"') return 0;
-    const char *p = at + 1;
-    while (p < tokens->end) {
-        if (*p == '\\') {
-            p += 2;
-            continue;
-        }
-        if (*p == '"') break;
-        p++;
+/* Whether a str is ASCII with no byte JSON escapes (a control character, '"' or '\'): then its
+ * JSON is its bytes between quotes, as orjson writes it. */
+static int plain_ascii(PyObject *text) {
+    if (!PyUnicode_IS_COMPACT_ASCII(text)) return 0;
+    const unsigned char *bytes = (const unsigned char *)PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t k = 0; k < size; k++) {
+        unsigned char byte = bytes[k];
+        if (byte < 0x20 || byte == '"' || byte == '\\') return 0;
     }
-    if (p >= tokens->end) return 0;
-    p++; /* past the closing quote */
-    *start = at;
-    *size = p - at;
-    if (p < tokens->end) {
-        if (*p != ',') return 0;
-        p++;
-    }
-    tokens->at = p;
     return 1;
 }
 
+/* The answer's ids in ``order`` as JSON strings: ``plain`` (1 for an id written as its ASCII bytes
+ * in quotes) and ``escaped`` (``escape(id)``'s bytes for any other id, NULL for a plain one).
+ * Returns their total size, -1 with an exception set, or -2 (no exception) to decline. */
+static Py_ssize_t id_strings(PyObject *ids, const Py_ssize_t *order, Py_ssize_t n,
+                             PyObject *escape, PyObject **escaped) {
+    Py_ssize_t total = 0, count = PyList_GET_SIZE(ids);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t i = order[k];
+        if (i < 0 || i >= count) {
+            PyErr_Format(PyExc_IndexError, "order[%zd] = %zd is not an index of the %zd ids", k, i,
+                         count);
+            return -1;
+        }
+        PyObject *id = PyList_GET_ITEM(ids, i);
+        if (!PyUnicode_CheckExact(id)) return -2;
+        if (plain_ascii(id)) {
+            total += PyUnicode_GET_LENGTH(id) + 2;
+            continue;
+        }
+        PyObject *json = PyObject_CallOneArg(escape, id);
+        if (json == NULL) return -1;
+        if (!PyBytes_CheckExact(json)) {
+            Py_DECREF(json);
+            return -2;
+        }
+        escaped[k] = json;
+        total += PyBytes_GET_SIZE(json);
+    }
+    return total;
+}
+
+/* The order of the items: a 1-d C-contiguous buffer of 8-byte signed integers (numpy's intp). */
+static int index_buffer(PyObject *object, Py_buffer *view) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (view->ndim == 1 && view->itemsize == 8 && view->format != NULL &&
+        (strcmp(view->format, "l") == 0 || strcmp(view->format, "q") == 0))
+        return 1;
+    PyBuffer_Release(view);
+    return 0;
+}
+
+static inline char *put(char *out, PyObject *piece) {
+    memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
+    return out + PyBytes_GET_SIZE(piece);
+}
+
 PyDoc_STRVAR(write_items_doc,
-"write_items(ids: bytes, columns: list[bytes], pieces: list[bytes], before: bytes = b'',\n"
-"            after: bytes = b'') -> bytes | None\n\n"
-"``before + [item, ...] + after`` where item k is pieces[0] + id k + pieces[1] + rank k (from 1) +\n"
-"pieces[2] + column 0's token k + pieces[3] + column 1's token k ... + pieces[-1]. ``ids`` is\n"
-"orjson's JSON of the id list, each column orjson's JSON of a number array; None when they do not\n"
-"hold as many tokens as ids. ``before`` and ``after`` (the rest of the answer around its items)\n"
-"are written into the same bytes, so the answer is never copied to join them.");
+"write_items(ids: list[str], order, escape, columns: list[bytes], pieces: list[bytes],\n"
+"            before: bytes = b'', after: bytes = b'') -> bytes | None\n\n"
+"``before + [item, ...] + after`` where item k is pieces[0] + the JSON of ids[order[k]] + pieces[1]\n"
+"+ rank k (from 1) + pieces[2] + column 0's token k + pieces[3] + column 1's token k ... +\n"
+"pieces[-1]. ``order``: a 1-d intp array of indices into ``ids``. An id of ASCII characters that\n"
+"JSON does not escape is written as its bytes in quotes, any other as ``escape(id)`` (orjson.dumps)\n"
+"writes it. Each column is orjson's JSON of a number array in the items' order. None when an id is\n"
+"not a str, ``order`` is not such an array, or a column does not hold one token per item.\n"
+"``before`` and ``after`` (the rest of the answer around its items) are written into the same\n"
+"bytes, so the answer is never copied to join them.");
 
 static PyObject *write_items(PyObject *module, PyObject *args) {
-    PyObject *ids, *columns, *pieces, *before = NULL, *after = NULL;
-    if (!PyArg_ParseTuple(args, "O!O!O!|O!O!", &PyBytes_Type, &ids, &PyList_Type, &columns,
-                          &PyList_Type, &pieces, &PyBytes_Type, &before, &PyBytes_Type, &after))
+    PyObject *ids, *order_object, *escape, *columns, *pieces, *before = NULL, *after = NULL;
+    if (!PyArg_ParseTuple(args, "O!OOO!O!|O!O!", &PyList_Type, &ids, &order_object, &escape,
+                          &PyList_Type, &columns, &PyList_Type, &pieces, &PyBytes_Type, &before,
+                          &PyBytes_Type, &after))
         return NULL;
     Py_ssize_t before_size = before == NULL ? 0 : PyBytes_GET_SIZE(before);
     Py_ssize_t after_size = after == NULL ? 0 : PyBytes_GET_SIZE(after);
@@ -397,64 +438,69 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
         }
         fixed += PyBytes_GET_SIZE(piece);
     }
-    Tokens id_tokens;
+    Py_buffer order_view;
+    if (!index_buffer(order_object, &order_view)) Py_RETURN_NONE;
+    const Py_ssize_t *order = (const Py_ssize_t *)order_view.buf;
+    Py_ssize_t n = order_view.len / 8;
+    PyObject *result = NULL;
     Tokens *number_tokens = PyMem_Malloc(sizeof(Tokens) * (size_t)(n_columns ? n_columns : 1));
-    if (number_tokens == NULL) return PyErr_NoMemory();
-    Py_ssize_t variable = PyBytes_GET_SIZE(ids);
-    int ok = tokens_open(&id_tokens, ids);
+    PyObject **escaped = PyMem_Calloc((size_t)(n ? n : 1), sizeof(PyObject *));
+    if (number_tokens == NULL || escaped == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t variable = id_strings(ids, order, n, escape, escaped);
+    if (variable < 0) {
+        if (variable == -2) result = Py_NewRef(Py_None);
+        goto done;
+    }
+    int ok = 1;
     for (Py_ssize_t c = 0; ok && c < n_columns; c++) {
         PyObject *column = PyList_GET_ITEM(columns, c);
         ok = tokens_open(&number_tokens[c], column);
         variable += PyBytes_GET_SIZE(column);
     }
     if (!ok) {
-        PyMem_Free(number_tokens);
-        Py_RETURN_NONE;
+        result = Py_NewRef(Py_None);
+        goto done;
     }
     /* an upper bound: every item's fixed pieces, ids and numbers (their separators included), a
      * rank of at most 20 digits and a separating comma */
-    Py_ssize_t items = 0;
-    for (const char *p = id_tokens.at; p < id_tokens.end; p++) items += (*p == '"');
-    items = items / 2 + 1;
-    Py_ssize_t capacity = before_size + 2 + variable + items * (fixed + 21) + after_size;
+    Py_ssize_t capacity = before_size + 2 + variable + n * (fixed + 21) + after_size;
     /* written straight into the answer's bytes object, shrunk to size at the end (no copy) */
-    PyObject *result = PyBytes_FromStringAndSize(NULL, capacity);
-    if (result == NULL) {
-        PyMem_Free(number_tokens);
-        return NULL;
-    }
+    result = PyBytes_FromStringAndSize(NULL, capacity);
+    if (result == NULL) goto done;
     char *buffer = PyBytes_AS_STRING(result);
     char *out = buffer;
     if (before_size) memcpy(out, PyBytes_AS_STRING(before), (size_t)before_size);
     out += before_size;
     *out++ = '[';
-    const char *token;
-    Py_ssize_t size;
-    unsigned long long rank = 0;
-    while (id_tokens.at < id_tokens.end) {
-        if (!next_string(&id_tokens, &token, &size)) goto decline;
-        if (rank) *out++ = ',';
-        rank++;
-        PyObject *piece = PyList_GET_ITEM(pieces, 0);
-        memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
-        out += PyBytes_GET_SIZE(piece);
-        memcpy(out, token, (size_t)size);
-        out += size;
-        piece = PyList_GET_ITEM(pieces, 1);
-        memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
-        out += PyBytes_GET_SIZE(piece);
-        out += write_digits(rank, out);
+    PyObject *id_piece = PyList_GET_ITEM(pieces, 0), *rank_piece = PyList_GET_ITEM(pieces, 1);
+    PyObject *last_piece = PyList_GET_ITEM(pieces, n_columns + 2);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (k) *out++ = ',';
+        out = put(out, id_piece);
+        if (escaped[k] != NULL) {
+            out = put(out, escaped[k]);
+        } else {
+            PyObject *id = PyList_GET_ITEM(ids, order[k]);
+            Py_ssize_t size = PyUnicode_GET_LENGTH(id);
+            *out++ = '"';
+            memcpy(out, PyUnicode_DATA(id), (size_t)size);
+            out += size;
+            *out++ = '"';
+        }
+        out = put(out, rank_piece);
+        out += write_digits((unsigned long long)k + 1, out);
         for (Py_ssize_t c = 0; c < n_columns; c++) {
+            const char *token;
+            Py_ssize_t size;
             if (!next_number(&number_tokens[c], &token, &size)) goto decline;
-            piece = PyList_GET_ITEM(pieces, 2 + c);
-            memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
-            out += PyBytes_GET_SIZE(piece);
+            out = put(out, PyList_GET_ITEM(pieces, 2 + c));
             memcpy(out, token, (size_t)size);
             out += size;
         }
-        piece = PyList_GET_ITEM(pieces, n_columns + 2);
-        memcpy(out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece));
-        out += PyBytes_GET_SIZE(piece);
+        out = put(out, last_piece);
     }
     for (Py_ssize_t c = 0; c < n_columns; c++) {
         if (number_tokens[c].at < number_tokens[c].end) goto decline; /* more numbers than ids */
@@ -462,13 +508,18 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
     *out++ = ']';
     if (after_size) memcpy(out, PyBytes_AS_STRING(after), (size_t)after_size);
     out += after_size;
-    PyMem_Free(number_tokens);
-    if (_PyBytes_Resize(&result, out - buffer) < 0) return NULL;
-    return result;
+    if (_PyBytes_Resize(&result, out - buffer) < 0) result = NULL;
+    goto done;
 decline:
-    Py_DECREF(result);
+    Py_SETREF(result, Py_NewRef(Py_None));
+done:
+    if (escaped != NULL) {
+        for (Py_ssize_t k = 0; k < n; k++) Py_XDECREF(escaped[k]);
+        PyMem_Free(escaped);
+    }
     PyMem_Free(number_tokens);
-    Py_RETURN_NONE;
+    PyBuffer_Release(&order_view);
+    return result;
 }
 
 /* --- rows_to_columns -------------------------------------------------------------------------- */

@@ -1,12 +1,15 @@
 """Types of the C extension built from service/_speedups.c (see its header for what each does)."""
 
+from collections.abc import Callable
 from typing import Any
 
 def encode_ids(
     values: list[object], vocabulary: dict[str, int] | None, buckets: int, /
 ) -> bytearray | None: ...
 def write_items(
-    ids: bytes,
+    ids: list[str],
+    order: Any,
+    escape: Callable[[str], bytes],
     columns: list[bytes],
     pieces: list[bytes],
     before: bytes = ...,

@@ -263,10 +263,18 @@ def test_encode_ids_declines_what_python_must_read() -> None:
     data=st.data(),
 )
 def test_write_items_is_the_plain_dumps_of_the_items(ids: list[str], data: st.DataObject) -> None:
+    try:
+        orjson.dumps(ids)
+    except orjson.JSONEncodeError:  # a lone surrogate: not JSON, never an id of a parsed body
+        return
+    # the answer's order: any subset of the candidates (top k) in any order
+    order = np.array(
+        data.draw(st.permutations(range(len(ids))))[: data.draw(st.integers(1, len(ids)))]
+    )
     names = data.draw(st.lists(st.text(max_size=5), min_size=1, max_size=4, unique=True))
     floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
     columns = [
-        np.array(data.draw(st.lists(floats, min_size=len(ids), max_size=len(ids))))
+        np.array(data.draw(st.lists(floats, min_size=len(order), max_size=len(order))))
         for _ in range(len(names) + 1)
     ]
     pieces = [b'{"id":', b',"rank":', b',"score":']
@@ -275,46 +283,69 @@ def test_write_items_is_the_plain_dumps_of_the_items(ids: list[str], data: st.Da
         for k, n in enumerate(names)
     ]
     pieces.append(b"}}")
-    try:
-        id_json = orjson.dumps(ids)
-    except orjson.JSONEncodeError:  # a lone surrogate: not JSON, never an id of a parsed body
-        return
-    written = speedups.write_items(
-        id_json, [orjson.dumps(c, option=orjson.OPT_SERIALIZE_NUMPY) for c in columns], pieces
-    )
+    tokens = [orjson.dumps(c, option=orjson.OPT_SERIALIZE_NUMPY) for c in columns]
+    written = speedups.write_items(ids, order, orjson.dumps, tokens, pieces)
     plain = [
         {
-            "id": id_,
+            "id": ids[i],
             "rank": k + 1,
             "score": float(columns[0][k]),
             "objectives": {n: float(columns[j + 1][k]) for j, n in enumerate(names)},
         }
-        for k, id_ in enumerate(ids)
+        for k, i in enumerate(order.tolist())
     ]
     assert written == orjson.dumps(plain)
     before, after = data.draw(st.binary(max_size=40)), data.draw(st.binary(max_size=40))
-    around = speedups.write_items(
-        id_json,
-        [orjson.dumps(c, option=orjson.OPT_SERIALIZE_NUMPY) for c in columns],
-        pieces,
-        before,
-        after,
-    )
+    around = speedups.write_items(ids, order, orjson.dumps, tokens, pieces, before, after)
     assert around == before + written + after
 
 
 @needs_c
-def test_write_items_declines_columns_that_do_not_match_the_ids() -> None:
+def test_write_items_writes_plain_ids_itself_and_asks_escape_for_the_rest() -> None:
     pieces = [b"<", b"|", b"|", b">"]
-    assert speedups.write_items(b'["a","b"]', [b"[1,2]"], pieces) == b'[<"a"|1|1>,<"b"|2|2>]'
-    assert speedups.write_items(b'["a","b"]', [b"[1]"], pieces) is None
-    assert speedups.write_items(b'["a"]', [b"[1,2]"], pieces) is None
-    assert speedups.write_items(b'["a"]', [b"1"], pieces) is None
-    assert speedups.write_items(b"[]", [b"[]"], pieces) == b"[]"
-    assert speedups.write_items(b"[]", [b"[]"], pieces, b"{", b"}") == b"{[]}"
-    assert speedups.write_items(b'["a"]', [b"[1,2]"], pieces, b"{", b"}") is None
+    ids = ["plain", 'quote"', "back\\slash", "tab\t", "caf\u00e9", "\x7f", "~ !"]
+    asked: list[str] = []
+
+    def escape(id_: str) -> bytes:
+        asked.append(id_)
+        return orjson.dumps(id_)
+
+    order = np.arange(len(ids))
+    written = speedups.write_items(ids, order, escape, [orjson.dumps(order.tolist())], pieces)
+    assert (
+        written
+        == b"["
+        + b",".join(b"<" + orjson.dumps(id_) + b"|%d|%d>" % (k + 1, k) for k, id_ in enumerate(ids))
+        + b"]"
+    )
+    # ASCII that JSON writes as is (DEL, space and tilde included) never goes through escape
+    assert asked == ['quote"', "back\\slash", "tab\t", "caf\u00e9"]
+
+
+@needs_c
+def test_write_items_declines_what_does_not_match_the_order() -> None:
+    pieces = [b"<", b"|", b"|", b">"]
+    two = np.array([0, 1])
+    dumps = orjson.dumps
+    assert speedups.write_items(["a", "b"], two, dumps, [b"[1,2]"], pieces) == (
+        b'[<"a"|1|1>,<"b"|2|2>]'
+    )
+    assert speedups.write_items(["a", "b"], np.array([1]), dumps, [b"[7]"], pieces) == (
+        b'[<"b"|1|7>]'
+    )
+    assert speedups.write_items(["a", "b"], two, dumps, [b"[1]"], pieces) is None  # too few
+    assert speedups.write_items(["a", "b"], two[:1], dumps, [b"[1,2]"], pieces) is None  # too many
+    assert speedups.write_items(["a"], two[:1], dumps, [b"1"], pieces) is None  # not an array
+    assert speedups.write_items(["a", 1], two, dumps, [b"[1,2]"], pieces) is None  # type: ignore[list-item]
+    assert speedups.write_items(["a", "b"], two.astype(np.int32), dumps, [b"[1,2]"], pieces) is None
+    assert speedups.write_items(["a", "b"], [0, 1], dumps, [b"[1,2]"], pieces) is None
+    empty = np.array([], dtype=np.intp)
+    assert speedups.write_items([], empty, dumps, [b"[]"], pieces) == b"[]"
+    assert speedups.write_items([], empty, dumps, [b"[]"], pieces, b"{", b"}") == b"{[]}"
+    with pytest.raises(IndexError, match="not an index"):
+        speedups.write_items(["a"], np.array([1]), dumps, [b"[1]"], pieces)
     with pytest.raises(ValueError, match="pieces"):
-        speedups.write_items(b'["a"]', [b"[1]"], pieces[:2])
+        speedups.write_items(["a"], two[:1], dumps, [b"[1]"], pieces[:2])
 
 
 BOUNDS = np.array([-1.0, 0.0, 0.001, 0.5, 0.99, 1.0, 10.0, 1000.0])
