@@ -38,7 +38,26 @@ typedef struct {
 /* A result that is neither a value nor an error: the msgspec path decides. */
 #define DECLINE NULL
 
+/* Append ``item`` (a new reference, taken over; NULL fails) to a list this reader is building:
+ * into its spare room when it has some (no call, no reference count traffic), else as
+ * PyList_Append does. 0, or -1 when item is NULL or the list cannot grow. */
+static inline int append_new(PyObject *list, PyObject *item) {
+    if (item == NULL) return -1;
+    PyListObject *growing = (PyListObject *)list;
+    Py_ssize_t size = Py_SIZE(growing);
+    if (size < growing->allocated) {
+        PyList_SET_ITEM(list, size, item);
+        Py_SET_SIZE(growing, size + 1);
+        return 0;
+    }
+    int failed = PyList_Append(list, item);
+    Py_DECREF(item);
+    return failed;
+}
+
 static inline void skip_space(Cursor *c) {
+    /* a byte past the space is no JSON whitespace: one test where bodies are compact */
+    if (c->at < c->end && (unsigned char)*c->at > ' ') return;
     while (c->at < c->end && (*c->at == ' ' || *c->at == '\n' || *c->at == '\r' || *c->at == '\t'))
         c->at++;
 }
@@ -71,8 +90,17 @@ static int raw_string(Cursor *c, const char **start, Py_ssize_t *size) {
     return 1;
 }
 
-/* A str from UTF-8 bytes; NULL (no error set) when they are not UTF-8 (lone surrogates included). */
+/* A str from UTF-8 bytes; NULL (no error set) when they are not UTF-8 (lone surrogates included).
+ * ASCII bytes (most ids and names) are copied into a new ASCII str: the same value the decoder
+ * makes, without its general path. */
 static PyObject *text(const char *start, Py_ssize_t size) {
+    Py_ssize_t ascii = 0;
+    while (ascii < size && !((unsigned char)start[ascii] & 0x80)) ascii++;
+    if (ascii == size && size > 1) { /* one character: the decoder's shared str */
+        PyObject *made = PyUnicode_New(size, 127);
+        if (made != NULL) memcpy(PyUnicode_1BYTE_DATA(made), start, (size_t)size);
+        return made;
+    }
     PyObject *made = PyUnicode_DecodeUTF8(start, size, "strict");
     if (made == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
     return made;
@@ -242,13 +270,10 @@ static PyObject *array_value(Cursor *c) {
     if (list == NULL) return NULL;
     if (take(c, ']')) return list;
     do {
-        PyObject *item = any_value(c);
-        if (item == NULL || PyList_Append(list, item) < 0) {
-            Py_XDECREF(item);
+        if (append_new(list, any_value(c)) < 0) {
             Py_DECREF(list);
             return NULL;
         }
-        Py_DECREF(item);
     } while (take(c, ','));
     if (take(c, ']')) return list;
     Py_DECREF(list);
@@ -354,10 +379,8 @@ static int next_features(Cursor *c, Rows *rows) {
         if ((j > 0 && !take(c, ',')) ||
             !quoted_name(c, rows->name_at[j] - 1, rows->name_size[j] + 2) || !take(c, ':'))
             return 0;
-        PyObject *value = cell_value(c, &rows->recent);
-        int failed = value == NULL || PyList_Append(PyList_GET_ITEM(rows->columns, j), value) < 0;
-        Py_XDECREF(value);
-        if (failed) return 0;
+        if (append_new(PyList_GET_ITEM(rows->columns, j), cell_value(c, &rows->recent)) < 0)
+            return 0;
     }
     return take(c, '}');
 }
@@ -373,9 +396,11 @@ static int row(Cursor *c, Rows *rows) {
             PyObject *id = string_value(c);
             if (id == NULL) return 0;
             Py_ssize_t length = PyUnicode_GET_LENGTH(id);
-            int failed = length < 1 || length > 256 || PyList_Append(rows->ids, id) < 0;
-            Py_DECREF(id);
-            if (failed) return 0;
+            if (length < 1 || length > 256) {
+                Py_DECREF(id);
+                return 0;
+            }
+            if (append_new(rows->ids, id) < 0) return 0;
         } else if (!has_features && quoted_name(c, "\"features\"", 10)) {
             has_features = 1;
             if (!take(c, ':') || !take(c, '{')) return 0;
@@ -438,9 +463,8 @@ static PyObject *id_list(Cursor *c) {
     do {
         PyObject *id = string_value(c);
         Py_ssize_t length = id == NULL ? 0 : PyUnicode_GET_LENGTH(id);
-        int failed = id == NULL || length < 1 || length > 256 || PyList_Append(ids, id) < 0;
-        Py_XDECREF(id);
-        if (failed) {
+        if (id != NULL && (length < 1 || length > 256)) Py_CLEAR(id);
+        if (append_new(ids, id) < 0) {
             Py_DECREF(ids);
             return NULL;
         }
@@ -461,9 +485,7 @@ static PyObject *scalar_columns(Cursor *c, Py_ssize_t n) {
         if (name != NULL && take(c, ':') && take(c, '[') && (column = PyList_New(0)) != NULL) {
             int ok = 1;
             do {
-                PyObject *value = cell_value(c, &recent);
-                ok = value != NULL && PyList_Append(column, value) == 0;
-                Py_XDECREF(value);
+                ok = append_new(column, cell_value(c, &recent)) == 0;
             } while (ok && take(c, ','));
             Py_ssize_t names = PyDict_GET_SIZE(columns);
             if (!ok || !take(c, ']') || PyList_GET_SIZE(column) != n ||
