@@ -97,17 +97,44 @@ def run(args: argparse.Namespace) -> int:
         "serving %s from %s on http://%s:%d (docs: /docs)",
         model, settings.models_dir, args.host, args.port,
     )  # fmt: skip
-    uvicorn.run(
-        APP,
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_config=None,  # the app configures logging (MTRANK_LOG_FORMAT)
-        http=HTTP_PROTOCOL,  # deadline and size limit on request heads (service/http_protocol.py)
-        timeout_keep_alive=settings.keep_alive_seconds,
-        limit_concurrency=settings.max_connections,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_config": None,  # the app configures logging (MTRANK_LOG_FORMAT)
+        "http": HTTP_PROTOCOL,  # deadline and size limit on request heads (service/http_protocol.py)
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        "limit_concurrency": settings.max_connections,
         # after SIGTERM the app drains for MTRANK_DRAIN_SECONDS, then in-flight requests get this
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 1,
-    )
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds) + 1,
+    }
+    if args.workers > 1:
+        return _serve_workers(uvicorn.Config(APP, **options), log)
+    uvicorn.run(APP, **options)
+    return 0
+
+
+def _serve_workers(config: Any, log: logging.Logger) -> int:
+    """``--workers N``: each worker on a socket of its own (``service/fleet/listeners.py``), so
+    connections opened together spread over the workers; uvicorn's shared socket where that cannot
+    be done here."""
+    from uvicorn.supervisors import Multiprocess
+
+    from service.fleet.listeners import SpreadSupervisor, reuse_port_sockets, spread_supported
+
+    reason = spread_supported(config)
+    if reason is not None:
+        log.warning("workers share one listening socket (%s): connections opened together may "
+                    "all go to one worker", reason)  # fmt: skip
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    try:
+        sockets = reuse_port_sockets(config.host, config.port, config.workers)
+    except OSError as exc:
+        print(f"cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    log.info("listening on http://%s:%d, a socket for each of %d workers",
+             config.host, sockets[0].getsockname()[1], config.workers)  # fmt: skip
+    SpreadSupervisor(config, sockets).run()
     return 0

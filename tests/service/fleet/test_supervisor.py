@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -13,20 +12,9 @@ import httpx
 import pytest
 
 from tests.fixtures.published_model import PublishedModel
-from tests.fixtures.service_process import ServiceProcess, service_processes
+from tests.fixtures.service_process import ServiceProcess, service_processes, worker_pids
 
 pytestmark = pytest.mark.slow
-
-
-def _workers(supervisor: int) -> list[int]:
-    """The supervisor's worker processes (multiprocessing children, not its resource tracker)."""
-    found = []
-    for task in Path(f"/proc/{supervisor}/task").iterdir():
-        for child in map(int, (task / "children").read_text().split()):
-            with contextlib.suppress(OSError):  # exited meanwhile
-                if b"multiprocessing-fork" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(child)
-    return found
 
 
 def _running(pid: int) -> bool:
@@ -53,7 +41,7 @@ def test_workers_stop_when_their_supervisor_is_killed(
     with service_processes(service):
         service.start()
         assert service.process is not None
-        workers = _workers(service.process.pid)
+        workers = worker_pids(service.process.pid)
         assert len(workers) == 2
         os.kill(service.process.pid, signal.SIGKILL)  # no chance to stop its workers
         service.process.wait(timeout=10)
