@@ -4,8 +4,8 @@ uvicorn's supervisor binds one socket and every worker accepts from it. A worker
 connection accepts every connection already queued (libuv accepts until the queue is empty), so of
 connections opened together (a load balancer's upstream pool, a client's keep-alive pool, a load
 test) the worker that woke first takes most: of 8 connections opened at once to ``serve --workers
-2``, one worker took 6 or 7 in every trial, and in a closed loop at 500 candidates the requests of
-those connections waited 3.4x as long as the other worker's.
+2``, one worker took 6 or 7 in every trial, and in a closed loop at 500 candidates each request on
+those connections took 2.9x (6 of 8) to 6.6x (7 of 8) as long as one on the other worker's.
 
 :class:`SpreadSupervisor` is uvicorn's supervisor with a socket of its own for each worker slot,
 all bound to the same address with ``SO_REUSEPORT``: the kernel picks the socket of each new
