@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +275,22 @@ STAGES = (
 )
 
 
+async def _median_seconds(
+    calls: int,
+    stage: Callable[[], object],
+    before: Callable[[], Awaitable[object]] | None = None,
+) -> float:
+    """Median seconds of ``stage()`` over ``calls`` calls, each right after ``await before()``."""
+    times = []
+    for _ in range(calls):
+        if before is not None:
+            await before()
+        started = time.perf_counter()
+        stage()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def stages_in_requests(args: argparse.Namespace) -> dict[int, dict[str, dict[str, float]]]:
     """Per size and stage: median microseconds run back to back (``warm``) and run once right
     after a full request of the same body (``in_stream``); ``request`` holds the whole request's."""
@@ -292,6 +308,10 @@ def stages_in_requests(args: argparse.Namespace) -> dict[int, dict[str, dict[str
                 parsed = parse_rank_request(body, LIMITS)
                 output = await state.ranker.rank(parsed.input, cache_now=False)
                 stages = _stage_runs(state, body, output)
+
+                async def request(body: bytes = body) -> object:
+                    return await asgi_rank(app, body)
+
                 for _ in range(20):
                     await asgi_rank(app, body)
                 rounds: dict[str, dict[str, list[float]]] = {
@@ -299,19 +319,10 @@ def stages_in_requests(args: argparse.Namespace) -> dict[int, dict[str, dict[str
                 }
                 for _ in range(args.rounds):
                     for stage, run_stage in stages.items():
-                        times = []
-                        for _ in range(args.requests):
-                            started = time.perf_counter()
-                            run_stage()
-                            times.append(time.perf_counter() - started)
-                        rounds[stage]["warm"].append(statistics.median(times))
-                        times = []
-                        for _ in range(args.requests):
-                            await asgi_rank(app, body)
-                            started = time.perf_counter()
-                            run_stage()
-                            times.append(time.perf_counter() - started)
-                        rounds[stage]["in_stream"].append(statistics.median(times))
+                        warm = await _median_seconds(args.requests, run_stage)
+                        after = await _median_seconds(args.requests, run_stage, request)
+                        rounds[stage]["warm"].append(warm)
+                        rounds[stage]["in_stream"].append(after)
                     times = []
                     for _ in range(args.requests):
                         started = time.perf_counter()

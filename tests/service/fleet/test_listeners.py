@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,18 @@ from tests.fixtures.service_process import ServiceProcess, service_processes, wo
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads connections on Linux"
 )
+
+
+@pytest.fixture
+def two_workers(published_store: PublishedModel, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """``python -m service serve --workers 2`` on a copy of the published store, started."""
+    store = tmp_path / "store"
+    shutil.copytree(published_store.store_dir, store)
+    env = {"MTRANK_MODELS_DIR": str(store), "MTRANK_MODEL": published_store.model}
+    service = ServiceProcess(env, workers=2, serve=True)
+    with service_processes(service):
+        service.start()
+        yield service
 
 
 def _worker_of(connection: http.client.HTTPConnection) -> str:
@@ -56,27 +69,22 @@ def _burst(port: int, size: int) -> list[str]:
 @linux_only
 @pytest.mark.slow
 def test_each_worker_listens_on_its_own_socket_and_connections_reach_both(
-    published_store: PublishedModel, tmp_path: Path
+    two_workers: ServiceProcess,
 ) -> None:
     """uvicorn's one shared socket let the worker woken first take 6 or 7 of 8 connections opened
     together; here the kernel picks a worker's socket for each connection."""
-    store = tmp_path / "store"
-    shutil.copytree(published_store.store_dir, store)
-    env = {"MTRANK_MODELS_DIR": str(store), "MTRANK_MODEL": published_store.model}
-    service = ServiceProcess(env, workers=2, serve=True)
-    with service_processes(service):
-        service.start()
-        assert "a socket for each of 2 workers" in service.output()
-        # both workers listening: each loads the model before it listens on its socket
-        started: set[str] = set()
-        deadline = time.monotonic() + 60
-        while len(started) < 2 and time.monotonic() < deadline:
-            probe = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
-            started.add(_worker_of(probe))
-            probe.close()
-        assert len(started) == 2, f"one worker answered for 60 s:\n{service.output()}"
-        assert _listening(service.port) == 2  # uvicorn's supervisor: 1, shared by both
-        bursts = [_burst(service.port, 8) for _ in range(6)]
+    service = two_workers
+    assert "a socket for each of 2 workers" in service.output()
+    # both workers listening: each loads the model before it listens on its socket
+    started: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(started) < 2 and time.monotonic() < deadline:
+        probe = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+        started.add(_worker_of(probe))
+        probe.close()
+    assert len(started) == 2, f"one worker answered for 60 s:\n{service.output()}"
+    assert _listening(service.port) == 2  # uvicorn's supervisor: 1, shared by both
+    bursts = [_burst(service.port, 8) for _ in range(6)]
     # a burst of 8 on one of 2 workers by chance is 1 in 128; three bursts of 6, 1 in 100,000
     assert sum(len(set(workers)) == 2 for workers in bursts) >= 4, bursts
 
@@ -108,30 +116,23 @@ def test_a_unix_socket_keeps_uvicorns_shared_socket() -> None:
 
 @linux_only
 @pytest.mark.slow
-def test_a_worker_killed_is_replaced_on_its_own_socket(
-    published_store: PublishedModel, tmp_path: Path
-) -> None:
-    store = tmp_path / "store"
-    shutil.copytree(published_store.store_dir, store)
-    env = {"MTRANK_MODELS_DIR": str(store), "MTRANK_MODEL": published_store.model}
-    service = ServiceProcess(env, workers=2, serve=True)
-    with service_processes(service):
-        service.start()
-        assert service.process is not None
-        workers = worker_pids(service.process.pid)
-        assert len(workers) == 2
-        os.kill(workers[0], signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            now = worker_pids(service.process.pid)
-            if len(now) == 2 and workers[0] not in now and _listening(service.port) == 2:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"worker {workers[0]} not replaced:\n{service.output()}")
-        # the replacement serves: connections reach both workers again
-        seen: set[str] = set()
-        deadline = time.monotonic() + 60
-        while len(seen) < 2 and time.monotonic() < deadline:
-            seen.update(_burst(service.port, 8))
-        assert len(seen) == 2, service.output()
+def test_a_worker_killed_is_replaced_on_its_own_socket(two_workers: ServiceProcess) -> None:
+    service = two_workers
+    assert service.process is not None
+    workers = worker_pids(service.process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = worker_pids(service.process.pid)
+        if len(now) == 2 and workers[0] not in now and _listening(service.port) == 2:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"worker {workers[0]} not replaced:\n{service.output()}")
+    # the replacement serves: connections reach both workers again
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 2 and time.monotonic() < deadline:
+        seen.update(_burst(service.port, 8))
+    assert len(seen) == 2, service.output()
