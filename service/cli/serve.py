@@ -33,7 +33,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", help="model name in the store (MTRANK_MODEL)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each with a listening socket of its own on Linux (default 1)",
+    )
     parser.add_argument("--redis", help="Redis URL for online features and the user cache")
     parser.add_argument(
         "--admin-token-file",
@@ -132,7 +137,8 @@ def _serve_workers(config: Any, log: logging.Logger) -> int:
     try:
         sockets = reuse_port_sockets(config.host, config.port, config.workers)
     except OSError as exc:
-        print(f"cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        print(f"cannot listen on {config.host}:{config.port} ({exc}): stop what holds the port, "
+              "or choose another --port", file=sys.stderr)  # fmt: skip
         return 1
     log.info("listening on http://%s:%d, a socket for each of %d workers",
              config.host, sockets[0].getsockname()[1], config.workers)  # fmt: skip

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -136,3 +137,20 @@ def test_a_worker_killed_is_replaced_on_its_own_socket(two_workers: ServiceProce
     while len(seen) < 2 and time.monotonic() < deadline:
         seen.update(_burst(service.port, 8))
     assert len(seen) == 2, service.output()
+
+
+@linux_only
+def test_serve_on_a_taken_port_says_so_and_exits(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # bound without SO_REUSEPORT: the workers cannot join it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MTRANK_")}
+        env["MTRANK_MODELS_DIR"] = str(tmp_path)  # nothing published: serve starts not ready
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "serve", "--port", str(port), "--workers", "2"],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "choose another --port" in done.stderr
