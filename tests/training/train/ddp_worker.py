@@ -31,5 +31,9 @@ def train_rank(rank: int, world: int, out: Path, kinds: list[str]) -> None:
             saved = {"state": model.state_dict(), "metrics": result.metrics}
             saved["weights"] = result.history[-1]["weights"]
             torch.save(saved, out / f"{kind}-rank{rank}.pt")
+        # both ranks done before either tears the group down: a rank destroying it while the other
+        # still has gloo traffic in flight aborted the other at exit ("terminate called without an
+        # active exception", SIGABRT), once in a CI run
+        group.barrier()
     finally:
         group.close()
