@@ -96,7 +96,7 @@ static int raw_string(Cursor *c, const char **start, Py_ssize_t *size) {
 static PyObject *text(const char *start, Py_ssize_t size) {
     Py_ssize_t ascii = 0;
     while (ascii < size && !((unsigned char)start[ascii] & 0x80)) ascii++;
-    if (ascii == size && size > 1) { /* one character: the decoder's shared str */
+    if (ascii == size && size > 1) { /* a single character is left to the decoder: its shared str */
         PyObject *made = PyUnicode_New(size, 127);
         if (made != NULL) memcpy(PyUnicode_1BYTE_DATA(made), start, (size_t)size);
         return made;

@@ -16,7 +16,10 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from uvicorn import Config
 
 APP = "service.main:create_app"
 HTTP_PROTOCOL = "service.http_protocol:HeadGuardProtocol"
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_workers(config: Any, log: logging.Logger) -> int:
+def _serve_workers(config: Config, log: logging.Logger) -> int:
     """``--workers N``: each worker on a socket of its own (``service/fleet/listeners.py``), so
     connections opened together spread over the workers; uvicorn's shared socket where that cannot
     be done here."""
