@@ -15,7 +15,11 @@ trained on the simulator into ``--work`` (reused when present), at each candidat
 3. ``naive``: FastAPI + the PyTorch model in eager mode, user features copied to every candidate;
 4. ``unsplit``: mtrank's request path with the model as one ONNX graph;
 5. ``litserve`` / ``litserve_unsplit``: LitServe serving the split pair / the one graph behind
-   mtrank's parse and transform (``benchmarks/serving_apps.py`` says why LitServe and how).
+   mtrank's parse and transform (``benchmarks/serving_apps.py`` says why LitServe and how);
+6. ``transport``: a uvloop server that answers each request with mtrank's stored answer to it and
+   does nothing else (``benchmarks/transport_app.py``): what taking these request bytes in and
+   putting these answer bytes out over loopback costs on this host, with this client, whatever
+   the server computes. ``(mtrank - transport) / graphs`` is mtrank's ratio without that part.
 
 Latency: one client, keep-alive, p50 over ``--seconds``, in ``--rounds`` rounds (each with its own
 floor, the systems in a rotated order; medians over rounds, and each round's e2e / graphs). Throughput at 500 candidates: closed loop at
@@ -34,6 +38,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -60,7 +65,7 @@ from serving_models import (
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 PRESETS = {"default": ("default", 30), "large": ("large", 50)}
-SYSTEMS = ("mtrank", "naive", "unsplit", "litserve", "litserve_unsplit")
+SYSTEMS = ("mtrank", "naive", "unsplit", "litserve", "litserve_unsplit", "transport")
 COLUMNAR = "mtrank_columnar"  # measured on the mtrank server, in turn with list bodies
 TWO_WORKERS = "mtrank_2_workers"
 """mtrank as the README starts it on a 2-core machine (one worker per core). The naive service
@@ -127,8 +132,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def start(system: str, model: Prepared, probe: bytes, workers: int = 1) -> Service:
+def start(
+    system: str, model: Prepared, probe: bytes, workers: int = 1, answers: Path | None = None
+) -> Service:
+    """``system`` serving ``model`` on a free port; ``transport`` answers from ``answers``."""
     port = free_port()
+    if system == "transport":
+        if answers is None:
+            raise ValueError("the transport floor needs mtrank's answers (store_answers)")
+        command = [sys.executable, str(HERE / "transport_app.py"), "--answers", str(answers)]
+        return Service([*command, "--port", str(port)], {}, probe, port)
     apps = [sys.executable, str(HERE / "serving_apps.py")]
     if system.startswith("mtrank"):
         command = [sys.executable, "-m", "service", "serve", "--store", str(model.store),
@@ -173,6 +186,23 @@ def load_run(port: int, body: bytes, seconds: float, *, concurrency: int = 1,
     if alternate is not None:
         result["alternate"] = _percentiles(result.pop("alternate_latencies_ms"))
     return result
+
+
+def store_answers(model: Prepared, requests: list[bytes], folder: Path) -> Path:
+    """mtrank's answer to each request, as ``answer-<request length>.json`` in ``folder`` (what
+    ``transport_app.py`` answers with)."""
+    service = start("mtrank", model, requests[0])
+    client = Client(service.port)
+    try:
+        for body in requests:
+            status, answer = client.rank(body)
+            if status != 200:
+                raise RuntimeError(f"/rank answered {status}: {answer[:300]!r}")
+            (folder / f"answer-{len(body)}.json").write_bytes(answer)
+    finally:
+        client.close()
+        service.stop()
+    return folder
 
 
 def graphs_inside(port: int, body: bytes, requests: int = 200) -> float:
@@ -232,38 +262,46 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
         s: {n: [] for n in sizes} for s in measured
     }
     out: dict[str, Any] = {"throughput": {}}
-    for round_ in range(args.rounds):
-        floors.append({n: floor(loaded, body["list"], args.repeat, model.unsplit)
-                       for n, body in sizes.items()})  # fmt: skip
-        shift = round_ % len(args.systems)
-        for system in [*args.systems[shift:], *args.systems[:shift]]:
-            last = round_ == args.rounds - 1
-            service = start(system, model, probe)
-            try:
-                for n, body in sizes.items():
-                    result = load_run(service.port, body["list"], args.seconds)
-                    latency[system][n].append(result)
-                    print(f"  {model.name} round {round_ + 1}/{args.rounds} {system:>16} n={n:<5} "
-                          f"p50 {result['p50']:7.2f} ms", flush=True)  # fmt: skip
-                    if system == "mtrank":  # the two forms in turn, on this server
-                        result["graphs_inside"] = graphs_inside(service.port, body["list"])
-                        paired = load_run(service.port, body["list"], args.seconds,
-                                          alternate=body["columnar"])  # fmt: skip
-                        columnar = paired["alternate"]
-                        columnar["over_list"] = columnar["p50"] / paired["p50"]
-                        latency[COLUMNAR][n].append(columnar)
-                        print(f"  {model.name} round {round_ + 1}/{args.rounds} {COLUMNAR:>16} "
-                              f"n={n:<5} p50 {columnar['p50']:7.2f} ms, "
-                              f"{columnar['over_list']:.2f}x list in turn", flush=True)  # fmt: skip
-                if last and args.throughput_size in sizes:
-                    busy = sizes[args.throughput_size]["list"]
-                    points = [load_run(service.port, busy, args.seconds, concurrency=c)
-                              for c in args.concurrency]  # fmt: skip
-                    out["throughput"][system] = points
-                if last and system == "mtrank":
-                    out["rss_mib"] = service.rss_mib()
-            finally:
-                service.stop()
+    answers = None
+    if "transport" in args.systems:
+        folder = Path(tempfile.mkdtemp(prefix="mtrank-answers-"))
+        answers = store_answers(model, [probe, *(b["list"] for b in sizes.values())], folder)
+    try:
+        for round_ in range(args.rounds):
+            floors.append({n: floor(loaded, body["list"], args.repeat, model.unsplit)
+                           for n, body in sizes.items()})  # fmt: skip
+            shift = round_ % len(args.systems)
+            for system in [*args.systems[shift:], *args.systems[:shift]]:
+                last = round_ == args.rounds - 1
+                service = start(system, model, probe, answers=answers)
+                try:
+                    for n, body in sizes.items():
+                        result = load_run(service.port, body["list"], args.seconds)
+                        latency[system][n].append(result)
+                        print(f"  {model.name} round {round_ + 1}/{args.rounds} {system:>16} n={n:<5} "
+                              f"p50 {result['p50']:7.2f} ms", flush=True)  # fmt: skip
+                        if system == "mtrank":  # the two forms in turn, on this server
+                            result["graphs_inside"] = graphs_inside(service.port, body["list"])
+                            paired = load_run(service.port, body["list"], args.seconds,
+                                              alternate=body["columnar"])  # fmt: skip
+                            columnar = paired["alternate"]
+                            columnar["over_list"] = columnar["p50"] / paired["p50"]
+                            latency[COLUMNAR][n].append(columnar)
+                            print(f"  {model.name} round {round_ + 1}/{args.rounds} {COLUMNAR:>16} "
+                                  f"n={n:<5} p50 {columnar['p50']:7.2f} ms, "
+                                  f"{columnar['over_list']:.2f}x list in turn", flush=True)  # fmt: skip
+                    if last and args.throughput_size in sizes and system != "transport":
+                        busy = sizes[args.throughput_size]["list"]
+                        points = [load_run(service.port, busy, args.seconds, concurrency=c)
+                                  for c in args.concurrency]  # fmt: skip
+                        out["throughput"][system] = points
+                    if last and system == "mtrank":
+                        out["rss_mib"] = service.rss_mib()
+                finally:
+                    service.stop()
+    finally:
+        if answers is not None:
+            shutil.rmtree(answers)
     out["floor"] = {
         n: {k: float(np.median([f[n][k] for f in floors])) for k in floors[0][n]} for n in sizes
     }
@@ -275,6 +313,16 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
         out["graphs_ratio_rounds"] = {
             n: [
                 r["p50"] / f[n]["graphs"] for r, f in zip(latency["mtrank"][n], floors, strict=True)
+            ]
+            for n in sizes
+        }
+    if "mtrank" in latency and "transport" in latency:
+        out["beyond_transport_rounds"] = {
+            n: [
+                (r["p50"] - t["p50"]) / f[n]["graphs"]
+                for r, t, f in zip(
+                    latency["mtrank"][n], latency["transport"][n], floors, strict=True
+                )
             ]
             for n in sizes
         }
@@ -377,16 +425,19 @@ def table(results: dict[str, Any], sgemm: float, load_average: str, cpu: str) ->
         lines += [f"## {name} model", "",
                   "| N | graphs ms (floor) | unsplit graph / split | mtrank list p50 ms | / graphs | "
                   "outside model ms | graphs inside requests ms | / graphs inside | columnar / list | "
+                  "transport ms | (mtrank - transport) / graphs | "
                   "naive / mtrank | unsplit / mtrank | litserve / mtrank | litserve_unsplit / mtrank |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for n in fl:
             g = fl[n]["graphs"]
             ours = lat.get("mtrank", {}).get(n, {})
             m, inside = ours.get("p50", float("nan")), ours.get("graphs_inside", float("nan"))
+            moved = lat.get("transport", {}).get(n, {}).get("p50", float("nan"))
             cells = [
                 str(n), f"{g:.2f}", _ratio(fl[n]["unsplit_graph"], g), f"{m:.2f}", _ratio(m, g),
                 f"{m - g:.2f}", f"{inside:.2f}", _ratio(m, inside),
                 _columnar(lat.get(COLUMNAR, {}).get(n, {})),
+                f"{moved:.2f}" if np.isfinite(moved) else "n/a", _ratio(m - moved, g),
             ]  # fmt: skip
             for other in ("naive", "unsplit", "litserve", "litserve_unsplit"):
                 cells.append(_ratio(lat.get(other, {}).get(n, {}).get("p50", np.nan), m))
@@ -398,6 +449,12 @@ def table(results: dict[str, Any], sgemm: float, load_average: str, cpu: str) ->
             )
             lines += ["", f"medians over {len(next(iter(rounds.values())))} rounds; mtrank list / "
                       f"graphs in each round: {spread}"]  # fmt: skip
+        beyond = r.get("beyond_transport_rounds", {})
+        if beyond and len(next(iter(beyond.values()))) > 1:
+            spread = "; ".join(
+                f"N={n} " + ", ".join(f"{x:.2f}x" for x in v) for n, v in beyond.items()
+            )
+            lines.append(f"(mtrank list - transport) / graphs in each round: {spread}")
         lines.append("")
         tp = r["throughput"]
         if "naive" in tp and "mtrank" in tp:

@@ -146,14 +146,15 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     out = tmp_path / "out"
     run_script(
         "serving_compare.py", "--quick", "--models", "default", "--work", str(tmp_path / "work"),
-        "--out", str(out), "--systems", "mtrank", "naive", "litserve", "--no-two-core",
+        "--out", str(out), "--systems", "mtrank", "naive", "litserve", "transport", "--no-two-core",
         timeout=400,
     )  # fmt: skip
     table = (out / "table.md").read_text()
-    # floor, unsplit / split, p50, / floor, outside, graphs inside requests, / inside, columnar
+    # floor, unsplit / split, p50, / floor, outside, graphs inside requests, / inside, columnar,
+    # transport, (mtrank - transport) / floor
     row = (
         r"^\| 50 \| [\d.]+ \| [\d.]+x \| [\d.]+ \| [\d.]+x \| -?[\d.]+ \| [\d.]+ \| [\d.]+x \| "
-        r"[\d.]+x \|"
+        r"[\d.]+x \| [\d.]+ \| -?[\d.]+x \|"
     )
     assert re.search(row, table, re.M), table
     assert "mtrank / naive:" in table
@@ -163,7 +164,13 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     written = json.loads((out / "results.json").read_text())
     assert written["cpu"] in table
     results = written["results"]["default"]
-    assert set(results["latency"]) == {"mtrank", "mtrank_columnar", "naive", "litserve"}
+    assert set(results["latency"]) == {
+        "mtrank", "mtrank_columnar", "naive", "litserve", "transport"
+    }  # fmt: skip
+    # the transport floor answered with mtrank's answers: it moved the same bytes, faster
+    transport = results["latency"]["transport"]["50"]["p50"]
+    assert 0 < transport < results["latency"]["mtrank"]["50"]["p50"]
+    assert "transport" not in results["throughput"]  # a floor, not a system to load
     # the columnar form is timed in turn with the list form on the same server: a ratio per round
     columnar = results["latency"]["mtrank_columnar"]["50"]
     assert len(columnar["over_list_rounds"]) == 1
