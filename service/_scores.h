@@ -17,8 +17,15 @@
     "Whether every cell of a C-contiguous (N, C) int64 block lies in [0, bounds[c]). None when "   \
     "a buffer is not of that kind, the widths differ, or a bound is negative."
 
+#define BEST_FIRST_DOC                                                                             \
+    "best_first(scores, k, /) -> bytearray | None\n\n"                                            \
+    "The positions (native intp) of the ``k`` highest of a 1-d float64 buffer (all of them when "  \
+    "``k`` is negative or past its length), highest first, equal scores in input order; -0.0 "     \
+    "equals 0.0. None when the buffer is not of that kind or holds a NaN."
+
 PyObject *scores_within(PyObject *module, PyObject *args);
 PyObject *weighted_sum(PyObject *module, PyObject *args);
 PyObject *indices_within(PyObject *module, PyObject *args);
+PyObject *best_first(PyObject *module, PyObject *args);
 
 #endif

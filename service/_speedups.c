@@ -21,6 +21,7 @@
  *               (in _rank_json.c), as service.rank_body's msgspec path decodes it.
  * scores_within, weighted_sum, indices_within  the checks and the weighted-sum fusion around the
  *               graphs (in _scores.c), as numpy computes them.
+ * best_first    the answer's order (in _scores.c), as service.scoring.topk.top_k's numpy path.
  *
  * Each declines (returns None) whatever it is not sure of, and the Python code takes over: an
  * element that is not an exact str or an int within int64 (None, bool, float, a list), a string
@@ -713,6 +714,7 @@ static PyMethodDef methods[] = {
     {"scores_within", scores_within, METH_VARARGS, SCORES_WITHIN_DOC},
     {"weighted_sum", weighted_sum, METH_VARARGS, WEIGHTED_SUM_DOC},
     {"indices_within", indices_within, METH_VARARGS, INDICES_WITHIN_DOC},
+    {"best_first", best_first, METH_VARARGS, BEST_FIRST_DOC},
     {NULL, NULL, 0, NULL},
 };
 
