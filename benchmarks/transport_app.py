@@ -27,25 +27,24 @@ HEAD_LIMIT = 64 * 1024
 
 def answers_in(folder: Path) -> dict[int, bytes]:
     """``{request body length: the whole HTTP response}`` from ``answer-<length>.json`` files."""
-    found: dict[int, bytes] = {}
-    for path in folder.glob("answer-*.json"):
-        body = path.read_bytes()
-        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-        found[int(path.stem.removeprefix("answer-"))] = head % len(body) + body
+    found = {
+        int(path.stem.removeprefix("answer-")): response(b"200 OK", path.read_bytes())
+        for path in folder.glob("answer-*.json")
+    }
     if not found:
         raise SystemExit(f"no answer-<length>.json files in {folder}: nothing to answer with")
     return found
 
 
+def response(status: bytes, body: bytes) -> bytes:
+    """A whole HTTP/1.1 response with a JSON body."""
+    head = b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    return head % (status, len(body)) + body
+
+
 def not_found(length: int) -> bytes:
-    body = b'{"detail":"no stored answer for a request body of %d bytes"}' % length
-    return (
-        b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-        % (
-            len(body),
-            body,
-        )
-    )
+    detail = b'{"detail":"no stored answer for a request body of %d bytes"}' % length
+    return response(b"404 Not Found", detail)
 
 
 class Answering(asyncio.Protocol):
