@@ -188,7 +188,7 @@ def load_run(port: int, body: bytes, seconds: float, *, concurrency: int = 1,
     return result
 
 
-def store_answers(model: Prepared, requests: list[bytes], folder: Path) -> Path:
+def store_answers(model: Prepared, requests: list[bytes], folder: Path) -> None:
     """mtrank's answer to each request, as ``answer-<request length>.json`` in ``folder`` (what
     ``transport_app.py`` answers with)."""
     service = start("mtrank", model, requests[0])
@@ -202,7 +202,6 @@ def store_answers(model: Prepared, requests: list[bytes], folder: Path) -> Path:
     finally:
         client.close()
         service.stop()
-    return folder
 
 
 def graphs_inside(port: int, body: bytes, requests: int = 200) -> float:
@@ -263,10 +262,10 @@ def measure_model(model: Prepared, args: argparse.Namespace) -> dict[str, Any]:
     }
     out: dict[str, Any] = {"throughput": {}}
     answers = None
-    if "transport" in args.systems:
-        folder = Path(tempfile.mkdtemp(prefix="mtrank-answers-"))
-        answers = store_answers(model, [probe, *(b["list"] for b in sizes.values())], folder)
     try:
+        if "transport" in args.systems:  # removed below even when asking mtrank fails
+            answers = Path(tempfile.mkdtemp(prefix="mtrank-answers-"))
+            store_answers(model, [probe, *(b["list"] for b in sizes.values())], answers)
         for round_ in range(args.rounds):
             floors.append({n: floor(loaded, body["list"], args.repeat, model.unsplit)
                            for n, body in sizes.items()})  # fmt: skip
@@ -417,6 +416,11 @@ def _columnar(figures: dict[str, Any]) -> str:
     return f"{figures['over_list']:.2f}x" if "over_list" in figures else "n/a"
 
 
+def _spread(rounds: dict[Any, list[float]]) -> str:
+    """Every round's ratio, size by size: ``N=500 2.25x, 2.34x; N=2000 ...``."""
+    return "; ".join(f"N={n} " + ", ".join(f"{x:.2f}x" for x in v) for n, v in rounds.items())
+
+
 def table(results: dict[str, Any], sgemm: float, load_average: str, cpu: str) -> str:
     lines = [f"CPU: {cpu}; load average at start: {load_average}; single-core sgemm (onnxruntime "
              f"MatMul 1024^3): {sgemm:.1f} GFLOP/s", ""]  # fmt: skip
@@ -444,17 +448,11 @@ def table(results: dict[str, Any], sgemm: float, load_average: str, cpu: str) ->
             lines.append("| " + " | ".join(cells) + " |")
         rounds = r.get("graphs_ratio_rounds", {})
         if rounds and len(next(iter(rounds.values()))) > 1:
-            spread = "; ".join(
-                f"N={n} " + ", ".join(f"{x:.2f}x" for x in v) for n, v in rounds.items()
-            )
             lines += ["", f"medians over {len(next(iter(rounds.values())))} rounds; mtrank list / "
-                      f"graphs in each round: {spread}"]  # fmt: skip
+                      f"graphs in each round: {_spread(rounds)}"]  # fmt: skip
         beyond = r.get("beyond_transport_rounds", {})
         if beyond and len(next(iter(beyond.values()))) > 1:
-            spread = "; ".join(
-                f"N={n} " + ", ".join(f"{x:.2f}x" for x in v) for n, v in beyond.items()
-            )
-            lines.append(f"(mtrank list - transport) / graphs in each round: {spread}")
+            lines.append(f"(mtrank list - transport) / graphs in each round: {_spread(beyond)}")
         lines.append("")
         tp = r["throughput"]
         if "naive" in tp and "mtrank" in tp:
