@@ -1,0 +1,58 @@
+"""``benchmarks/serving_compare.py``'s half-saturation figure: several passes, the median reported
+with every pass beside it, and older results (one pass) still rendered as they were."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "benchmarks" / "serving" / "compare" / "results.json"
+
+
+@pytest.fixture(scope="module")
+def compare() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # its sibling modules import each other
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "serving_compare", ROOT / "benchmarks" / "serving_compare.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def run(p50: float, p99: float) -> dict[str, Any]:
+    return {"p50": p50, "p99": p99, "throughput": 300.0, "n": 1800}
+
+
+def test_the_median_pass_is_the_one_with_the_middle_tail(compare: ModuleType) -> None:
+    burst, quiet, middle = run(1.5, 8.5), run(1.5, 3.0), run(1.5, 4.2)
+    assert compare.median_pass([burst, quiet, middle]) is middle
+    assert compare.median_pass([quiet]) is quiet
+    assert compare.median_pass([quiet, burst]) is burst  # an even count: the higher middle one
+
+
+def test_the_table_names_every_pass_beside_the_median(compare: ModuleType) -> None:
+    written = json.loads(RESULTS.read_text())
+    results = written["results"]
+    one_pass = compare.table(results, written["sgemm_gflops"], "0 0 0", written["cpu"])
+    assert "passes" not in one_pass  # results of one pass render as before
+
+    several = copy.deepcopy(results)
+    two = several["default"]["two_core"]["2"]
+    two["half"] = run(1.6, 4.8)
+    two["half_rounds"] = [2.1, 5.69, 3.0]
+    text = compare.table(several, written["sgemm_gflops"], "0 0 0", written["cpu"])
+    assert "(p99/p50 3.00, the median of 3 passes: 2.10, 5.69, 3.00)" in text
