@@ -18,7 +18,9 @@ response's ``explain.timings``: user + candidate graph, wall time inside the ser
 machine an upper bound) and what is left outside the model; with a baseline, the ratios.
 
 ``--instructions``: instructions per request in the server instead, counted by callgrind (valgrind;
-the same counts whatever else the machine runs), each tree in turn.
+the same counts whatever else the machine runs), each tree in turn; then, per size, where they ran
+(onnxruntime, the interpreter, mtrank's C extension, libc, the JSON libraries, ...). On a host too
+noisy for a few percent of wall time, this says which part a change made cheaper, and by how much.
 
 ``--profile N``: cProfile of the app in process (no sockets, no uvicorn) over requests of N
 candidates, driven through its ASGI interface; the top functions by own time.
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from components import LABELS, callgrind_by_component
 from serving_models import Prepared, bodies, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,12 +241,13 @@ def instructions(args: argparse.Namespace) -> None:
     if args.baseline_src is not None:
         trees["baseline"] = args.baseline_src.resolve()
     counts: dict[str, dict[int, float]] = {}
+    parts: dict[str, dict[int, dict[str, float]]] = {}  # tree -> N -> component -> per request
     with tempfile.TemporaryDirectory() as out:
         for name, src in trees.items():
             prefix = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/{name}.%p")
             print(f"starting {name} under callgrind (minutes)", file=sys.stderr, flush=True)
             server = Server(src, model.store, probe, prefix)
-            counts[name] = {}
+            counts[name], parts[name] = {}, {}
             try:
                 for n, body in sizes.items():
                     for _ in range(5):  # warm up this size
@@ -262,6 +266,10 @@ def instructions(args: argparse.Namespace) -> None:
                         if line.startswith(("totals:", "summary:"))
                     )  # fmt: skip
                     counts[name][n] = int(totals.split()[1]) / args.instruction_requests
+                    parts[name][n] = {
+                        label: count / args.instruction_requests
+                        for label, count in callgrind_by_component(dump).items()
+                    }
                     print(f"{name} N={n}: {counts[name][n] / 1e6:.2f} M instructions per request",
                           file=sys.stderr, flush=True)  # fmt: skip
             finally:
@@ -275,6 +283,27 @@ def instructions(args: argparse.Namespace) -> None:
         if len(trees) > 1:
             row.append(f"{counts['baseline'][n] / counts['this'][n]:.2f}x")
         print(f"| {n} | " + " | ".join(row) + " |")
+    for n in sizes:
+        print(f"\nN={n}, M instructions per request by component (where they ran)")
+        print_components({tree: parts[tree][n] for tree in trees})
+
+
+def print_components(parts: dict[str, dict[str, float]]) -> None:
+    """One row per component with instructions in any tree, in ``LABELS`` order; with two trees,
+    baseline / this."""
+    trees = list(parts)
+    both = len(trees) > 1
+    print("| component | " + " | ".join(trees) + (" | baseline / this |" if both else " |"))
+    print("|---" * (len(trees) + 1 + both) + "|")
+    for label in LABELS:
+        counts = [parts[tree].get(label, 0.0) for tree in trees]
+        if not any(counts):
+            continue
+        row = [f"{count / 1e6:.2f}" for count in counts]
+        if both:
+            this, baseline = counts[0], counts[1]
+            row.append(f"{baseline / this:.2f}x" if this else "-")
+        print(f"| {label} | " + " | ".join(row) + " |")
 
 
 class _OneRequest:

@@ -56,31 +56,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from components import KERNEL, LABELS, LIBC, component
 from rank_cpu import HISTORY, ROOT, Server, asgi_rank, in_process_app, prepared, with_explain
 from serving_apps import LIMITS
 from serving_models import bodies, prepared_arrays
-
-LIBC = "libc (copies, malloc)"
-KERNEL = "kernel (sockets, scheduling)"
-COMPONENTS: list[tuple[str, str]] = [  # (component, pattern of the shared object's file name)
-    ("onnxruntime (graphs)", r"onnxruntime"),
-    ("Python interpreter", r"libpython|^python3"),
-    (LIBC, r"^libc[.-]|^libm[.-]"),
-    ("numpy", r"numpy|_multiarray|_umath"),
-    ("mtrank C extension", r"_speedups"),
-    ("JSON (orjson, msgspec)", r"orjson|msgspec|^_core\."),
-    ("uvloop, httptools", r"^loop\.|^parser\.|url_parser|uvloop|httptools"),
-    (KERNEL, r"kernel|vmlinux|\[vdso\]"),
-]
-OTHER = "other"
-
-
-def component(dso: str) -> str:
-    name = dso.rsplit("/", 1)[-1]
-    for label, pattern in COMPONENTS:
-        if re.search(pattern, name):
-            return label
-    return OTHER
 
 
 def perf_unavailable() -> str | None:
@@ -350,7 +329,7 @@ def table(
     if isinstance(sampled, str):
         lines += [f"server CPU by component: skipped ({sampled})", ""]
     else:
-        labels = [label for label, _ in COMPONENTS] + [OTHER]
+        labels = LABELS
         lines += [
             f"server CPU per request by component (perf, cpu-clock samples, {args.seconds:g} s "
             "per size; us = share x the server's CPU per request in an unsampled pass)",
@@ -424,7 +403,7 @@ def plot(sampled: Sequence[Sampled], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [label for label, _ in COMPONENTS] + [OTHER]
+    labels = LABELS
     figure, axis = plt.subplots(figsize=(8, 4.5))
     bottoms = [0.0] * len(sampled)
     positions = range(len(sampled))
