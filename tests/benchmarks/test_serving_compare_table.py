@@ -46,7 +46,11 @@ def test_the_median_pass_is_the_one_with_the_middle_tail(compare: ModuleType) ->
 
 def test_the_table_names_every_pass_beside_the_median(compare: ModuleType) -> None:
     written = json.loads(RESULTS.read_text())
-    results = written["results"]
+    results = copy.deepcopy(written["results"])
+    for model in results.values():  # as runs before the passes wrote them
+        for workers in model["two_core"].values():
+            if isinstance(workers, dict):
+                workers.pop("half_rounds", None)
     one_pass = compare.table(results, written["sgemm_gflops"], "0 0 0", written["cpu"])
     assert "passes" not in one_pass  # results of one pass render as before
 
