@@ -4,6 +4,7 @@ each counted once (a call's inclusive cost is the callee's, not the caller's).""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -70,3 +71,29 @@ def test_shared_objects_are_named_by_file_name(components: ModuleType) -> None:
     assert components.component("/x/service/_speedups.cpython-311.so") == "mtrank C extension"
     assert components.component("/x/orjson/orjson.cpython-311.so") == "JSON (orjson, msgspec)"
     assert components.component("/x/libcrypto.so.3") == components.OTHER  # not libc
+
+
+def test_the_instruction_table_compares_two_trees_by_component(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    benchmarks = str(SCRIPT.parent)
+    sys.path.insert(0, benchmarks)  # rank_cpu imports its sibling scripts
+    try:
+        spec = importlib.util.spec_from_file_location("rank_cpu", SCRIPT.parent / "rank_cpu.py")
+        assert spec is not None
+        assert spec.loader is not None
+        rank_cpu = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(rank_cpu)
+    finally:
+        sys.path.remove(benchmarks)
+    rank_cpu.print_components(
+        {
+            "this": {"onnxruntime (graphs)": 6.8e6, "Python interpreter": 2.0e6},
+            "baseline": {"onnxruntime (graphs)": 6.8e6, "Python interpreter": 3.0e6},
+        }
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| component | this | baseline | baseline / this |"
+    assert "| onnxruntime (graphs) | 6.80 | 6.80 | 1.00x |" in lines
+    assert "| Python interpreter | 2.00 | 3.00 | 1.50x |" in lines
+    assert not any("numpy" in line for line in lines)  # no instructions in any tree: no row
