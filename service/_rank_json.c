@@ -14,13 +14,15 @@
  * past the float range, nesting deeper than MAX_DEPTH, a key named twice in any object, candidate rows
  * that are not objects of "id" (a string) and "features" (an object of strings, numbers and nulls)
  * or whose feature names differ from the first row's (same names, same order), columns given before
- * the ids, anything after the body. A body it reads thus repeats no key in any object, which
- * rank_body then need not check (it counts the colons of a body msgspec reads).
+ * the ids, an id named twice among the candidates, anything after the body. A body it reads thus
+ * repeats no key in any object and no candidate id, which rank_body then need not check (it counts
+ * the colons of a body msgspec reads, and puts its ids in a set).
  * tests/service/test_rank_json.py holds it to the msgspec path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "_rank_json.h"
@@ -111,6 +113,118 @@ static PyObject *string_value(Cursor *c) {
     Py_ssize_t size;
     if (!raw_string(c, &start, &size)) return DECLINE;
     return text(start, size);
+}
+
+static int same_bytes(const char *a, Py_ssize_t a_size, const char *b, Py_ssize_t b_size) {
+    return a_size == b_size && memcmp(a, b, (size_t)a_size) == 0;
+}
+
+/* --- the candidates' ids, each once ------------------------------------------------------------- */
+
+/* The ids met so far, to decline a body that names one twice (pydantic answers it) without hashing
+ * every id's str as a Python set would: open addressing on an FNV-1a hash of the id's bytes (an id
+ * has no escape, so the same id is always the same bytes). A probe longer than MAX_PROBE declines as
+ * well, so ids made to collide cost at most that many comparisons each. */
+#define MAX_PROBE 64
+#define FIRST_SLOTS 1024 /* twice the ids a usual request holds: no regrowth */
+
+typedef struct {
+    uint32_t index; /* 1 + the id's position in reading order; 0: an empty slot */
+    uint32_t tag;   /* the hash's high half, compared before the bytes */
+} Slot;
+
+typedef struct {
+    const char **at; /* each id's bytes, in reading order */
+    Py_ssize_t *size;
+    uint64_t *hash;
+    Py_ssize_t count, room;
+    Slot *slots;
+    size_t mask; /* slots - 1: a power of two, at least twice count */
+} Seen;
+
+static void seen_free(Seen *seen) {
+    PyMem_Free(seen->at);
+    PyMem_Free(seen->size);
+    PyMem_Free(seen->hash);
+    PyMem_Free(seen->slots);
+    memset(seen, 0, sizeof(Seen));
+}
+
+static uint64_t id_hash(const char *start, Py_ssize_t size) {
+    uint64_t hash = 14695981039346656037ull;
+    for (Py_ssize_t k = 0; k < size; k++) hash = (hash ^ (unsigned char)start[k]) * 1099511628211ull;
+    return hash;
+}
+
+/* Put id ``k`` in a slot: 1, or 0 when an id of the same bytes holds one or no slot is near. */
+static int seen_place(Seen *seen, Py_ssize_t k) {
+    uint64_t hash = seen->hash[k];
+    uint32_t tag = (uint32_t)(hash >> 32);
+    size_t i = (size_t)hash & seen->mask;
+    for (int probe = 0; probe < MAX_PROBE; probe++, i = (i + 1) & seen->mask) {
+        Slot *slot = &seen->slots[i];
+        if (slot->index == 0) {
+            slot->index = (uint32_t)(k + 1);
+            slot->tag = tag;
+            return 1;
+        }
+        Py_ssize_t j = (Py_ssize_t)slot->index - 1;
+        if (slot->tag == tag && same_bytes(seen->at[k], seen->size[k], seen->at[j], seen->size[j]))
+            return 0;
+    }
+    return 0;
+}
+
+/* Note the id in [start, start + size): 1 when it is new, 0 when it was met before (or its slot is
+ * too far), -1 with MemoryError set. */
+static int seen_add(Seen *seen, const char *start, Py_ssize_t size) {
+    if (seen->count == seen->room) {
+        Py_ssize_t room = seen->room ? 2 * seen->room : FIRST_SLOTS / 2;
+        if (room > (Py_ssize_t)UINT32_MAX - 1) return 0;
+        const char **at = PyMem_Realloc(seen->at, (size_t)room * sizeof(*at));
+        if (at != NULL) seen->at = at;
+        Py_ssize_t *sizes = at == NULL ? NULL : PyMem_Realloc(seen->size, (size_t)room * sizeof(*sizes));
+        if (sizes != NULL) seen->size = sizes;
+        uint64_t *hashes = sizes == NULL ? NULL : PyMem_Realloc(seen->hash, (size_t)room * sizeof(*hashes));
+        if (hashes == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        seen->hash = hashes;
+        seen->room = room;
+    }
+    if (seen->slots == NULL || (size_t)(seen->count + 1) * 2 > seen->mask + 1) {
+        size_t slots = seen->slots == NULL ? FIRST_SLOTS : 2 * (seen->mask + 1);
+        Slot *table = PyMem_Calloc(slots, sizeof(Slot));
+        if (table == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        PyMem_Free(seen->slots);
+        seen->slots = table;
+        seen->mask = slots - 1;
+        for (Py_ssize_t k = 0; k < seen->count; k++)
+            if (!seen_place(seen, k)) return 0;
+    }
+    Py_ssize_t k = seen->count;
+    seen->at[k] = start;
+    seen->size[k] = size;
+    seen->hash[k] = id_hash(start, size);
+    if (!seen_place(seen, k)) return 0;
+    seen->count++;
+    return 1;
+}
+
+/* A candidate id: a string of 1 to 256 characters not met before among the candidates. */
+static PyObject *id_value(Cursor *c, Seen *seen) {
+    const char *start;
+    Py_ssize_t size;
+    if (!raw_string(c, &start, &size)) return DECLINE;
+    PyObject *id = text(start, size);
+    if (id == NULL) return NULL;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(id);
+    if (length < 1 || length > 256 || seen_add(seen, start, size) != 1) Py_CLEAR(id);
+    return id;
 }
 
 static inline int is_digit(char byte) { return byte >= '0' && byte <= '9'; }
@@ -326,11 +440,8 @@ typedef struct {
     Py_ssize_t width;  /* -1 until the first row's features are read */
     Py_ssize_t keys;   /* object keys in the rows */
     Recent recent;     /* the feature strings met so far */
+    Seen seen;         /* the ids */
 } Rows;
-
-static int same_bytes(const char *a, Py_ssize_t a_size, const char *b, Py_ssize_t b_size) {
-    return a_size == b_size && memcmp(a, b, (size_t)a_size) == 0;
-}
 
 /* The first row's features: names (unique) and the columns they open. 1 read, 0 declined or failed. */
 static int first_features(Cursor *c, Rows *rows) {
@@ -392,15 +503,7 @@ static int row(Cursor *c, Rows *rows) {
     do {
         if (!has_id && quoted_name(c, "\"id\"", 4)) {
             has_id = 1;
-            if (!take(c, ':')) return 0;
-            PyObject *id = string_value(c);
-            if (id == NULL) return 0;
-            Py_ssize_t length = PyUnicode_GET_LENGTH(id);
-            if (length < 1 || length > 256) {
-                Py_DECREF(id);
-                return 0;
-            }
-            if (append_new(rows->ids, id) < 0) return 0;
+            if (!take(c, ':') || append_new(rows->ids, id_value(c, &rows->seen)) < 0) return 0;
         } else if (!has_features && quoted_name(c, "\"features\"", 10)) {
             has_features = 1;
             if (!take(c, ':') || !take(c, '{')) return 0;
@@ -429,6 +532,7 @@ static PyObject *candidate_rows(Cursor *c) {
     rows->width = -1;
     rows->keys = 0;
     memset(&rows->recent, 0, sizeof(Recent));
+    memset(&rows->seen, 0, sizeof(Seen));
     PyObject *result = NULL;
     if (rows->ids == NULL || rows->columns == NULL || rows->names == NULL) goto done;
     do {
@@ -450,25 +554,27 @@ done:
     Py_XDECREF(rows->columns);
     Py_XDECREF(rows->names);
     recent_clear(&rows->recent);
+    seen_free(&rows->seen);
     PyMem_Free(rows);
     return result;
 }
 
 /* --- the columnar form's candidates ----------------------------------------------------------- */
 
-/* ["id", ...]: strings of 1 to 256 characters, at least one; the cursor is past the bracket. */
+/* ["id", ...]: strings of 1 to 256 characters, each once, at least one; the cursor is past the
+ * bracket. */
 static PyObject *id_list(Cursor *c) {
     PyObject *ids = PyList_New(0);
     if (ids == NULL) return NULL;
+    Seen seen = {0};
     do {
-        PyObject *id = string_value(c);
-        Py_ssize_t length = id == NULL ? 0 : PyUnicode_GET_LENGTH(id);
-        if (id != NULL && (length < 1 || length > 256)) Py_CLEAR(id);
-        if (append_new(ids, id) < 0) {
+        if (append_new(ids, id_value(c, &seen)) < 0) {
+            seen_free(&seen);
             Py_DECREF(ids);
             return NULL;
         }
     } while (take(c, ','));
+    seen_free(&seen);
     if (take(c, ']')) return ids;
     Py_DECREF(ids);
     return DECLINE;

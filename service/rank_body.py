@@ -25,8 +25,9 @@ every error answer (so a refused body gets exactly the answer it always got). It
 * duplicate object keys (msgspec keeps the last, pydantic validates every one): the C parser
   declines a body with one, and of a body msgspec reads the colons outside strings must equal the
   keys decoded;
-* a limit exceeded, duplicate ids, a list in a candidate feature (pydantic's), a fusion override
-  pydantic refuses: every other rule of ``RankRequest`` and ``check_limits``.
+* a limit exceeded, duplicate ids (the C parser declines them as it reads the ids; of a body
+  msgspec reads, a set of the ids is counted), a list in a candidate feature (pydantic's), a
+  fusion override pydantic refuses: every other rule of ``RankRequest`` and ``check_limits``.
 
 ``tests/service/test_rank_body.py`` runs both paths over a corpus of good and bad bodies.
 """
@@ -135,7 +136,7 @@ def parse_fast(body: bytes, limits: BodyLimits) -> ParsedRank | None:
     decoded = _decode(body)
     if decoded is None:
         return None
-    data, candidates, keys_checked = decoded
+    data, candidates, by_reader = decoded
     scalars = _scalars(data)
     user = data.get("user")
     if scalars is None or type(user) is not dict or not user.keys() <= _USER_KEYS:
@@ -154,9 +155,9 @@ def parse_fast(body: bytes, limits: BodyLimits) -> ParsedRank | None:
     if candidates is None:
         return None
     ids, columns, columnar, candidate_keys = candidates
-    if len(ids) > limits.max_candidates or len(set(ids)) != len(ids):
+    if len(ids) > limits.max_candidates or (not by_reader and len(set(ids)) != len(ids)):
         return None
-    if not keys_checked:  # read by msgspec: count the keys it kept against the body's colons
+    if not by_reader:  # read by msgspec: count the keys it kept against the body's colons
         # the body's members (candidates among them), then the objects within them
         keys = 1 + len(data) + len(user) + len(user_features) + len(context) + fusion_keys
         if not _keys_unique(body, keys + candidate_keys):
@@ -185,9 +186,10 @@ _Candidates: TypeAlias = tuple[list[str], dict[str, list[Any]], bool, int]
 
 def _decode(body: bytes) -> tuple[dict[str, Any], _Candidates | None, bool] | None:
     """(the members other than candidates, the candidates or None when they are not valid, whether
-    the body is known to repeat no object key), or None when the body is not one msgspec's typed
-    decoder accepts. The C parser first (the list form's rows straight into columns; it declines a
-    repeated key, so what it reads needs no colon count); whatever it declines, msgspec."""
+    the C reader read it), or None when the body is not one msgspec's typed decoder accepts. The C
+    reader first (the list form's rows straight into columns; it declines a repeated key and a
+    repeated candidate id, so what it reads needs no colon count and no set of its ids); whatever
+    it declines, msgspec."""
     if _parse_body is not None:
         parsed = _parse_body(body)
         if parsed is not None:

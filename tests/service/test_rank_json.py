@@ -341,3 +341,64 @@ def test_any_member_value_is_read_as_msgspec_reads_it(user: Any, context: Any) -
         assert identical(got, expected(body))
     else:
         assert b"\\" in body
+
+
+def _rows(ids: list[str]) -> bytes:
+    return orjson.dumps({"user": {"id": "u"}, "candidates": [{"id": i} for i in ids]})
+
+
+def _columns(ids: list[str]) -> bytes:
+    return orjson.dumps({"user": {"id": "u"}, "candidates": {"ids": ids}})
+
+
+MANY = [f"item-{k}" for k in range(5000)]  # past the first table's room: it grows while reading
+
+
+@pytest.mark.parametrize("form", [_rows, _columns], ids=["list", "columnar"])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["a", "b", "a"],
+        ["日本", "x", "日本"],
+        [*MANY, "item-0"],  # the first id again, after the table grew twice
+        [*MANY[:2500], "item-17", *MANY[2500:]],
+    ],
+    ids=["adjacent", "non-ascii", "first again after growth", "middle"],
+)
+def test_an_id_named_twice_is_declined_and_left_to_pydantic(form: Any, ids: list[str]) -> None:
+    """The reader declines a repeated candidate id (pydantic names the repeat), so rank_body need
+    not put a body's ids in a set; msgspec reads the same body."""
+    body = form(ids)
+    assert msgspec.json.decode(body) is not None
+    assert parse(body) is None
+    assert (
+        rank_body.parse_fast(body, BodyLimits(max_candidates=10_000, max_sequence_length=50))
+        is None
+    )
+
+
+@pytest.mark.parametrize("form", [_rows, _columns], ids=["list", "columnar"])
+def test_many_distinct_ids_are_all_read(form: Any) -> None:
+    """Ids that share prefixes, differ by one byte or in length, all distinct, through growth."""
+    ids = [*MANY, "item-", "item-00", "item-0 ", "Item-0", "日本", "日本語"]
+    _, (got, _, _, _) = parse(form(ids))
+    assert got == ids
+
+
+def _fnv1a(text: str) -> int:
+    hash_ = 14695981039346656037
+    for byte in text.encode():
+        hash_ = ((hash_ ^ byte) * 1099511628211) % 2**64
+    return hash_
+
+
+def test_ids_made_to_collide_are_left_to_the_msgspec_path() -> None:
+    """Distinct ids whose hashes share one slot of the reader's table cost it a bounded probe each:
+    past 64 it declines, and the msgspec path reads them (a hostile body costs no quadratic time)."""
+    crowded = [f"x{k}" for k in range(200_000) if _fnv1a(f"x{k}") % 1024 == 0][:80]
+    assert len(crowded) == 80
+    body = _rows(crowded)
+    assert parse(body) is None
+    parsed = rank_body.parse_fast(body, BodyLimits(max_candidates=100, max_sequence_length=50))
+    assert parsed is not None
+    assert parsed.input.candidate_ids == crowded
