@@ -119,12 +119,12 @@ static int same_bytes(const char *a, Py_ssize_t a_size, const char *b, Py_ssize_
     return a_size == b_size && memcmp(a, b, (size_t)a_size) == 0;
 }
 
-/* --- the candidates' ids, each once ------------------------------------------------------------- */
+/* --- the candidates' ids, each once ----------------------------------------------------------- */
 
 /* The ids met so far, to decline a body that names one twice (pydantic answers it) without hashing
- * every id's str as a Python set would: open addressing on an FNV-1a hash of the id's bytes (an id
- * has no escape, so the same id is always the same bytes). A probe longer than MAX_PROBE declines as
- * well, so ids made to collide cost at most that many comparisons each. */
+ * every id's str as a Python set would: open addressing on an FNV-1a hash of the id's bytes (an
+ * id has no escape, so the same id is always the same bytes). A probe longer than MAX_PROBE declines
+ * as well, so ids made to collide cost at most that many comparisons each. */
 #define MAX_PROBE 64
 #define FIRST_SLOTS 1024 /* twice the ids a usual request holds: no regrowth */
 
@@ -134,33 +134,36 @@ typedef struct {
 } Slot;
 
 typedef struct {
-    const char **at; /* each id's bytes, in reading order */
-    Py_ssize_t *size;
-    uint64_t *hash;
+    const char *at; /* the id's bytes */
+    Py_ssize_t size;
+    uint64_t hash;
+} Met;
+
+typedef struct {
+    Met *met; /* the ids, in reading order */
     Py_ssize_t count, room;
     Slot *slots;
     size_t mask; /* slots - 1: a power of two, at least twice count */
 } Seen;
 
 static void seen_free(Seen *seen) {
-    PyMem_Free(seen->at);
-    PyMem_Free(seen->size);
-    PyMem_Free(seen->hash);
+    PyMem_Free(seen->met);
     PyMem_Free(seen->slots);
     memset(seen, 0, sizeof(Seen));
 }
 
 static uint64_t id_hash(const char *start, Py_ssize_t size) {
     uint64_t hash = 14695981039346656037ull;
-    for (Py_ssize_t k = 0; k < size; k++) hash = (hash ^ (unsigned char)start[k]) * 1099511628211ull;
+    for (Py_ssize_t k = 0; k < size; k++)
+        hash = (hash ^ (unsigned char)start[k]) * 1099511628211ull;
     return hash;
 }
 
 /* Put id ``k`` in a slot: 1, or 0 when an id of the same bytes holds one or no slot is near. */
 static int seen_place(Seen *seen, Py_ssize_t k) {
-    uint64_t hash = seen->hash[k];
-    uint32_t tag = (uint32_t)(hash >> 32);
-    size_t i = (size_t)hash & seen->mask;
+    const Met *id = &seen->met[k];
+    uint32_t tag = (uint32_t)(id->hash >> 32);
+    size_t i = (size_t)id->hash & seen->mask;
     for (int probe = 0; probe < MAX_PROBE; probe++, i = (i + 1) & seen->mask) {
         Slot *slot = &seen->slots[i];
         if (slot->index == 0) {
@@ -168,9 +171,8 @@ static int seen_place(Seen *seen, Py_ssize_t k) {
             slot->tag = tag;
             return 1;
         }
-        Py_ssize_t j = (Py_ssize_t)slot->index - 1;
-        if (slot->tag == tag && same_bytes(seen->at[k], seen->size[k], seen->at[j], seen->size[j]))
-            return 0;
+        const Met *other = &seen->met[slot->index - 1];
+        if (slot->tag == tag && same_bytes(id->at, id->size, other->at, other->size)) return 0;
     }
     return 0;
 }
@@ -181,16 +183,12 @@ static int seen_add(Seen *seen, const char *start, Py_ssize_t size) {
     if (seen->count == seen->room) {
         Py_ssize_t room = seen->room ? 2 * seen->room : FIRST_SLOTS / 2;
         if (room > (Py_ssize_t)UINT32_MAX - 1) return 0;
-        const char **at = PyMem_Realloc(seen->at, (size_t)room * sizeof(*at));
-        if (at != NULL) seen->at = at;
-        Py_ssize_t *sizes = at == NULL ? NULL : PyMem_Realloc(seen->size, (size_t)room * sizeof(*sizes));
-        if (sizes != NULL) seen->size = sizes;
-        uint64_t *hashes = sizes == NULL ? NULL : PyMem_Realloc(seen->hash, (size_t)room * sizeof(*hashes));
-        if (hashes == NULL) {
+        Met *met = PyMem_Realloc(seen->met, (size_t)room * sizeof(Met));
+        if (met == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        seen->hash = hashes;
+        seen->met = met;
         seen->room = room;
     }
     if (seen->slots == NULL || (size_t)(seen->count + 1) * 2 > seen->mask + 1) {
@@ -207,9 +205,7 @@ static int seen_add(Seen *seen, const char *start, Py_ssize_t size) {
             if (!seen_place(seen, k)) return 0;
     }
     Py_ssize_t k = seen->count;
-    seen->at[k] = start;
-    seen->size[k] = size;
-    seen->hash[k] = id_hash(start, size);
+    seen->met[k] = (Met){start, size, id_hash(start, size)};
     if (!seen_place(seen, k)) return 0;
     seen->count++;
     return 1;
