@@ -11,7 +11,12 @@ setup(
         Extension(
             "service._speedups",
             ["service/_speedups.c", "service/_rank_json.c", "service/_scores.c"],
-            depends=["service/_buffers.h", "service/_rank_json.h", "service/_scores.h"],
+            depends=[
+                "service/_buffers.h",
+                "service/_fnv1a.h",
+                "service/_rank_json.h",
+                "service/_scores.h",
+            ],
             optional=True,
             # no fused multiply-add: every float operation rounds as numpy's and the parser's twins do
             extra_compile_args=["-O2", "-ffp-contract=off"],

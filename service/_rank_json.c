@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_fnv1a.h"
 #include "_rank_json.h"
 
 #define MAX_DEPTH 64
@@ -152,13 +153,6 @@ static void seen_free(Seen *seen) {
     memset(seen, 0, sizeof(Seen));
 }
 
-static uint64_t id_hash(const char *start, Py_ssize_t size) {
-    uint64_t hash = 14695981039346656037ull;
-    for (Py_ssize_t k = 0; k < size; k++)
-        hash = (hash ^ (unsigned char)start[k]) * 1099511628211ull;
-    return hash;
-}
-
 /* Put id ``k`` in a slot: 1, or 0 when an id of the same bytes holds one or no slot is near. */
 static int seen_place(Seen *seen, Py_ssize_t k) {
     const Met *id = &seen->met[k];
@@ -205,7 +199,7 @@ static int seen_add(Seen *seen, const char *start, Py_ssize_t size) {
             if (!seen_place(seen, k)) return 0;
     }
     Py_ssize_t k = seen->count;
-    seen->met[k] = (Met){start, size, id_hash(start, size)};
+    seen->met[k] = (Met){start, size, fnv1a(start, size)};
     if (!seen_place(seen, k)) return 0;
     seen->count++;
     return 1;

@@ -37,20 +37,9 @@
 #include <string.h>
 
 #include "_buffers.h"
+#include "_fnv1a.h"
 #include "_rank_json.h"
 #include "_scores.h"
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv1a(const char *bytes, Py_ssize_t size) {
-    uint64_t hash = FNV_OFFSET;
-    for (Py_ssize_t k = 0; k < size; k++) {
-        hash ^= (unsigned char)bytes[k];
-        hash *= FNV_PRIME;
-    }
-    return hash;
-}
 
 /* ``magnitude`` in decimal digits into ``out`` (at least 20 bytes); their count. snprintf's format
  * parsing costs more than the hash of the digits or the copy of a token. */
