@@ -666,12 +666,17 @@ done:
 /* --- bucket_counts ----------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(bucket_counts_doc,
-"bucket_counts(upper, columns: list, counts: list, /) -> list[float] | None\n\n"
+"bucket_counts(upper, columns: list, counts: list, guide_from: int = 0, guide=None, /)\n"
+"    -> list[float] | None\n\n"
 "Adds each column's finite values to its counts and returns each column's sum of them. ``upper``:\n"
 "the histogram's bounds (float64, ascending); a value goes to the first slot whose bound is >= it,\n"
 "past every bound to the last slot (``np.searchsorted(upper, x, side='left')``). ``columns``: 1-d\n"
 "float64 buffers; ``counts``: writable int64 buffers of len(upper) + 1 slots, one per column. None\n"
-"when a buffer is not of that kind (nothing is counted then).");
+"when a buffer is not of that kind (nothing is counted then).\n\n"
+"``guide_from`` and ``guide`` (``service.metrics.bucket_guide``) find a positive value's slot without\n"
+"searching: a positive double's bits shifted right by GUIDE_SHIFT (its exponent and first mantissa\n"
+"bits) name its cell, and ``guide[cell - guide_from]`` (a 1-d int64 buffer) is how many bounds are\n"
+"below the cell's smallest value; the value's slot is that or a bound or two further in the cell.");
 
 static int count_slots(PyObject *object, Py_buffer *view, Py_ssize_t slots) {
     if (PyObject_GetBuffer(object, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
@@ -696,15 +701,46 @@ static inline Py_ssize_t bounds_below(const double *bound, Py_ssize_t size, doub
     return (base - bound) + (*base < x);
 }
 
+#define GUIDE_SHIFT 46 /* 11 exponent bits and 6 mantissa bits: 64 cells per power of two */
+
+/* ``x``'s slot (as bounds_below gives it) from the guide when x is positive and its cell is in the
+ * guide: the count of bounds below the cell, then a step past each bound of the cell that is below
+ * x. Any other x is searched. ``bound`` holds a sentinel (+inf) after its ``size`` bounds, so the
+ * step always stops; an entry out of [0, size] (a guide made for other bounds) is clamped, so a
+ * wrong guide miscounts but never reads past the bounds. */
+static inline Py_ssize_t guided_slot(const double *bound, Py_ssize_t size, double x,
+                                     unsigned long long from, const long long *guide,
+                                     Py_ssize_t cells) {
+    if (!(x > 0.0) || cells == 0) return bounds_below(bound, size, x);
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    uint64_t key = bits >> GUIDE_SHIFT;
+    if (key < from || key - from >= (uint64_t)cells) return bounds_below(bound, size, x);
+    long long start = guide[key - from];
+    Py_ssize_t slot = start < 0 ? 0 : start > size ? size : (Py_ssize_t)start;
+    while (bound[slot] < x) slot++;
+    return slot;
+}
+
 static PyObject *bucket_counts(PyObject *module, PyObject *args) {
-    PyObject *upper_object, *columns, *counts;
-    if (!PyArg_ParseTuple(args, "OO!O!", &upper_object, &PyList_Type, &columns, &PyList_Type,
-                          &counts))
+    PyObject *upper_object, *columns, *counts, *guide_object = Py_None;
+    unsigned long long guide_from = 0;
+    if (!PyArg_ParseTuple(args, "OO!O!|KO", &upper_object, &PyList_Type, &columns, &PyList_Type,
+                          &counts, &guide_from, &guide_object))
         return NULL;
     Py_ssize_t k = PyList_GET_SIZE(columns);
     if (PyList_GET_SIZE(counts) != k) Py_RETURN_NONE;
+    Py_buffer guide_view = {0};
+    const long long *guide = NULL;
+    Py_ssize_t cells = 0;
+    if (guide_object != Py_None) {
+        if (!index_buffer(guide_object, &guide_view)) Py_RETURN_NONE;
+        guide = guide_view.buf;
+        cells = guide_view.len / 8;
+    }
     Py_buffer upper;
     if (!float64_column(upper_object, &upper)) {
+        if (guide != NULL) PyBuffer_Release(&guide_view);
         PyErr_Clear();
         Py_RETURN_NONE;
     }
@@ -719,6 +755,7 @@ static PyObject *bucket_counts(PyObject *module, PyObject *args) {
         return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < bounds; i++) bound[i] = *(const double *)(bounds_at + i * bounds_stride);
+    bound[bounds] = INFINITY; /* guided_slot's sentinel */
     PyBuffer_Release(&upper);
     /* every buffer first, so a column that is not float64 declines before anything is counted */
     Py_buffer *views = PyMem_Calloc((size_t)(2 * k + 1), sizeof(Py_buffer));
@@ -739,13 +776,14 @@ static PyObject *bucket_counts(PyObject *module, PyObject *args) {
             for (Py_ssize_t i = 0; i < n; i++) {
                 double x = *(const double *)(at + i * stride);
                 if (!isfinite(x)) continue;
-                slot[bounds_below(bound, bounds, x)]++;
+                slot[guided_slot(bound, bounds, x, guide_from, guide, cells)]++;
                 total += x;
             }
             PyList_SET_ITEM(sums, j, PyFloat_FromDouble(total));
         }
     }
     for (Py_ssize_t h = 0; h < held; h++) PyBuffer_Release(&views[h]);
+    if (guide != NULL) PyBuffer_Release(&guide_view);
     PyMem_Free(views);
     PyMem_Free(bound);
     if (!usable) {
@@ -784,4 +822,8 @@ static struct PyModuleDef module = {
     "Hot loops of /rank in C; see the source's header.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyObject *made = PyModule_Create(&module);
+    if (made != NULL && PyModule_AddIntConstant(made, "GUIDE_SHIFT", GUIDE_SHIFT) < 0) Py_CLEAR(made);
+    return made;
+}

@@ -60,9 +60,30 @@ VERSION_STATE = "model_version"  # request.state attribute naming the version th
 FETCH_FAILURES = frozenset({"timeout", "error", "circuit_open", "corrupt"})
 
 
+GUIDE_BELOW = 10
+"""Powers of two below the smallest positive bound that :func:`bucket_guide` still covers (small
+probabilities such as a pCTCVR fall there), so their slot is looked up too, not searched."""
+
+
+def bucket_guide(upper: npt.NDArray[np.float64]) -> tuple[int, npt.NDArray[np.int64]] | None:
+    """``(guide_from, guide)`` for ``service._speedups.bucket_counts`` (see it), or None without
+    the C extension or a positive bound. The guide covers the cells from ``GUIDE_BELOW`` powers of
+    two under the smallest positive bound to the largest bound's: about 2,000 int64 entries for
+    the objective buckets, made once per histogram. ``upper`` ascending, as for the histogram."""
+    positive = upper[upper > 0]
+    if _speedups is None or positive.size == 0:
+        return None
+    shift = np.uint64(_speedups.GUIDE_SHIFT)
+    keys = positive.view(np.uint64) >> shift
+    first = max(int(keys[0]) - GUIDE_BELOW * 2 ** (52 - int(shift)), 1)
+    cells = np.arange(first, int(keys[-1]) + 1, dtype=np.uint64)
+    starts = (cells << shift).view(np.float64)  # each cell's smallest value
+    return first, np.searchsorted(upper, starts, side="left").astype(np.int64)
+
+
 class BulkHistogram(Collector):
     """A histogram family observed with whole arrays at once (``np.searchsorted`` + ``np.bincount``,
-    or ``service._speedups.bucket_counts``)."""
+    or ``service._speedups.bucket_counts`` with the bounds' :func:`bucket_guide`)."""
 
     def __init__(
         self,
@@ -76,6 +97,7 @@ class BulkHistogram(Collector):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self.upper = np.asarray(buckets, dtype=np.float64)
+        self._guide = bucket_guide(self.upper)
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, ...], npt.NDArray[np.int64]] = {}
         self._sums: dict[tuple[str, ...], float] = {}
@@ -138,7 +160,8 @@ class BulkHistogram(Collector):
                 new = {key: np.zeros(len(self.upper) + 1, dtype=np.int64)
                        for key in keys if key not in self._counts}  # fmt: skip
                 counts = [new[key] if key in new else self._counts[key] for key in keys]
-                sums = _speedups.bucket_counts(self.upper, list(columns), counts)
+                guide = () if self._guide is None else self._guide
+                sums = _speedups.bucket_counts(self.upper, list(columns), counts, *guide)
                 if sums is not None:
                     self._counts.update(new)
                     for key, total in zip(keys, sums, strict=True):

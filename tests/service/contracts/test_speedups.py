@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from service.contracts import transform as transform_module
 from service.contracts.feature_spec import FeatureSpec
 from service.contracts.transform import FeatureTransform, FeatureValueError, _clip
+from service.metrics import FUSED_BUCKETS, OBJECTIVE_BUCKETS, bucket_guide
 from tests.service.contracts.test_transform import fitted_spec
 
 try:
@@ -379,6 +380,59 @@ def test_bucket_counts_equal_searchsorted_and_bincount(
             # a sum in order: within n * eps of the exact sum, relative to the sum of magnitudes
             bound = 1e-13 * math.fsum(np.abs(finite).tolist())
             assert abs(total - math.fsum(finite.tolist())) <= bound
+
+
+def _wide_scores() -> st.SearchStrategy[float]:
+    """Scores of every size and sign, with the histograms' own bounds and their neighbours."""
+    bounds = sorted({*OBJECTIVE_BUCKETS, *FUSED_BUCKETS})
+    near = [
+        b for bound in bounds for b in (np.nextafter(bound, -np.inf), np.nextafter(bound, np.inf))
+    ]
+    return st.one_of(
+        st.floats(width=64),
+        st.floats(1e-9, 2e3),
+        st.sampled_from([*bounds, *near, 0.0, -0.0, 5e-324, 1e-300, 2.0**-30]),
+    )
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_wide_scores(), max_size=60), st.sampled_from(["objective", "fused", "few"]))
+def test_bucket_counts_with_the_guide_equal_searchsorted(values: list[float], which: str) -> None:
+    """The guided lookup puts every value in numpy's slot: values on, next to and between the
+    bounds, below the guide's first cell, past its last, zero, negative and subnormal."""
+    upper = {
+        "objective": np.asarray(OBJECTIVE_BUCKETS, dtype=np.float64),
+        "fused": np.asarray(FUSED_BUCKETS, dtype=np.float64),
+        "few": np.array([0.25, 0.75]),  # two bounds a power of two apart
+    }[which]
+    guide = bucket_guide(upper)
+    assert guide is not None
+    array = np.asarray(values, dtype=np.float64)
+    counts = np.zeros(len(upper) + 1, dtype=np.int64)
+    assert speedups.bucket_counts(upper, [array], [counts], *guide) is not None
+    finite = array[np.isfinite(array)]
+    slots = np.searchsorted(upper, finite, side="left")
+    assert counts.tolist() == np.bincount(slots, minlength=len(upper) + 1).tolist()
+
+
+@needs_c
+def test_bucket_counts_with_a_wrong_guide_stays_within_the_counts() -> None:
+    """A guide made for other bounds (entries past the bounds, negative) miscounts at worst: every
+    finite value is still counted once, in one of the histogram's slots."""
+    upper = np.array([0.1, 0.5, 1.0])
+    values = np.linspace(1e-6, 3.0, 1000)
+    guide_from, _ = bucket_guide(upper) or (0, None)
+    for wrong in (np.full(4000, 10**9), np.full(4000, -5), np.arange(4000) % 7):
+        counts = np.zeros(4, dtype=np.int64)
+        assert speedups.bucket_counts(upper, [values], [counts], guide_from, wrong) is not None
+        assert counts.sum() == values.size
+    assert speedups.bucket_counts(upper, [values], [np.zeros(4, np.int64)], 0, b"x" * 8) is None
+
+
+def test_no_bucket_guide_without_a_positive_bound() -> None:
+    assert bucket_guide(np.array([-1.0, 0.0])) is None
+    assert bucket_guide(np.array([], dtype=np.float64)) is None
 
 
 @needs_c
