@@ -30,7 +30,9 @@ at once and saturated in alternation, ``--rounds`` times; load generator pinned 
 CPU time reported), latency at half of saturation (open loop, ``--rounds`` passes alternating between
 the two servers; the pass with the median p99/p50 is reported, every pass's kept: a single pass's p99
 is a handful of requests, which one burst of the host decides), the 2-worker server's closed-loop sweep (the
-2-core setup against the naive service at equal p99), and worker RSS.
+2-core setup against the naive service at equal p99), and worker RSS. The host's own stalls (a
+loop spinning on each core, ``benchmarks/host_stalls.py``) are measured at the start and the end and
+printed in the table's head: the tail at half saturation is made of them.
 Every service gets one process and one onnxruntime/torch thread unless said otherwise.
 """
 
@@ -49,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import host_stalls
 import numpy as np
 import orjson
 from rank_cpu import Client, with_explain
@@ -442,9 +445,13 @@ def _spread(rounds: dict[Any, list[float]]) -> str:
     return "; ".join(f"N={n} " + ", ".join(f"{x:.2f}x" for x in v) for n, v in rounds.items())
 
 
-def table(results: dict[str, Any], sgemm: float, load_average: str, cpu: str) -> str:
+def table(
+    results: dict[str, Any], sgemm: float, load_average: str, cpu: str, stalls: str | None = None
+) -> str:
     lines = [f"CPU: {cpu}; load average at start: {load_average}; single-core sgemm (onnxruntime "
              f"MatMul 1024^3): {sgemm:.1f} GFLOP/s", ""]  # fmt: skip
+    if stalls is not None:  # runs before 2026-12-04 20:00 did not measure them
+        lines[-1:-1] = [f"host stalls (a loop spinning on each core, host_stalls.py): {stalls}"]
     for name, r in results.items():
         lat, fl = r["latency"], r["floor"]
         lines += [f"## {name} model", "",
@@ -580,27 +587,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="simulator rows to train on")
     parser.add_argument("--epochs", type=int, help="override the presets' epochs")
     parser.add_argument("--no-two-core", dest="two_core", action="store_false")
+    parser.add_argument(
+        "--stall-seconds", type=float, default=3.0, help="host_stalls.py at the start and the end"
+    )
     parser.add_argument("--quick", action="store_true", help="seconds 0.5, sizes 20 50, for CI")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.repeat, args.concurrency, args.rounds = 0.5, 5, [1, 2], 1
-        args.sizes, args.throughput_size = [20, 50], 50
+        args.sizes, args.throughput_size, args.stall_seconds = [20, 50], 50, 0.5
     args.out.mkdir(parents=True, exist_ok=True)
     load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     sgemm = sgemm_gflops()
     cpu = cpu_description()
+    stalls = {"start": host_stalls.measure(args.stall_seconds)}
     results: dict[str, Any] = {}
     for name in args.models:
         preset, history = PRESETS[name]
         model = prepare(args.work, name, preset, history, args.rows, args.epochs)
         print(f"== {name}: measuring", flush=True)
         results[name] = measure_model(model, args)
-    text = table(results, sgemm, load_average, cpu)
+    stalls["end"] = host_stalls.measure(args.stall_seconds)
+    seen = "; ".join(f"at the {when}, {found.describe()}" for when, found in stalls.items())
+    text = table(results, sgemm, load_average, cpu, seen)
     text += f"\nload average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}\n"
     print(text)
     (args.out / "table.md").write_text(text)
     (args.out / "results.json").write_text(
-        json.dumps({"cpu": cpu, "sgemm_gflops": sgemm, "results": results}, indent=1, default=str)
+        json.dumps(
+            {
+                "cpu": cpu,
+                "sgemm_gflops": sgemm,
+                "host_stalls": {when: found.as_json() for when, found in stalls.items()},
+                "results": results,
+            },
+            indent=1,
+            default=str,
+        )
     )
     plot(results, args.out / "latency.png")
     print(f"wrote {args.out / 'table.md'}, results.json, latency.png")

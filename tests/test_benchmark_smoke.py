@@ -160,9 +160,14 @@ def test_serving_compare_runs_every_system_and_writes_the_table(
     assert "mtrank / naive:" in table
     assert "of sgemm" in table
     assert re.search(r"^CPU: .+, \d+ cores, ", table), table  # runs on other hosts told apart
+    # the host's own stalls at the start and the end, beside the figures they blur
+    assert re.search(
+        r"^host stalls .+: at the start, [\d.]+ a second .+; at the end, ", table, re.M
+    )
     assert (out / "latency.png").stat().st_size > 0
     written = json.loads((out / "results.json").read_text())
     assert written["cpu"] in table
+    assert set(written["host_stalls"]) == {"start", "end"}
     results = written["results"]["default"]
     assert set(results["latency"]) == {
         "mtrank", "mtrank_columnar", "naive", "litserve", "transport"

@@ -1,5 +1,6 @@
-"""``benchmarks/serving_compare.py``'s half-saturation figure: several passes, the median reported
-with every pass beside it, and older results (one pass) still rendered as they were."""
+"""``benchmarks/serving_compare.py``'s table: the half-saturation figure in several passes (the
+median reported with every pass beside it; older results of one pass rendered as they were), and
+the host's stalls in its head when the run measured them."""
 
 from __future__ import annotations
 
@@ -60,3 +61,13 @@ def test_the_table_names_every_pass_beside_the_median(compare: ModuleType) -> No
     two["half_rounds"] = [2.1, 5.69, 3.0]
     text = compare.table(several, written["sgemm_gflops"], "0 0 0", written["cpu"])
     assert "(p99/p50 3.00, the median of 3 passes: 2.10, 5.69, 3.00)" in text
+
+
+def test_the_table_heads_with_the_host_stalls_when_they_were_measured(compare: ModuleType) -> None:
+    written = json.loads(RESULTS.read_text())
+    args = (written["results"], written["sgemm_gflops"], "0 0 0", written["cpu"])
+    stalls = "at the start, 2.7 a second per core longer than 0.5 ms"
+    head = compare.table(*args, stalls).splitlines()[:3]
+    assert head[1] == f"host stalls (a loop spinning on each core, host_stalls.py): {stalls}"
+    assert head[2] == ""
+    assert "host stalls" not in compare.table(*args)  # runs that did not measure them
