@@ -750,6 +750,7 @@ static PyObject *bucket_counts(PyObject *module, PyObject *args) {
     PyObject *sums = PyList_New(k);
     if (bound == NULL || sums == NULL) {
         PyBuffer_Release(&upper);
+        if (guide != NULL) PyBuffer_Release(&guide_view);
         PyMem_Free(bound);
         Py_XDECREF(sums);
         return PyErr_NoMemory();
