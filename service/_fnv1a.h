@@ -1,5 +1,6 @@
 /* The 64-bit FNV-1a hash, shared by the C files of service._speedups: the categorical hash of
- * service.contracts.hashing (in _speedups.c) and the candidate ids' table of the body reader. */
+ * service.contracts.hashing (in _speedups.c), and in the body reader the candidate ids' table and
+ * the slot of a recent feature string. */
 #ifndef MTRANK_FNV1A_H
 #define MTRANK_FNV1A_H
 #include <Python.h>

@@ -343,9 +343,8 @@ static PyObject *recent_string(Cursor *c, Recent *recent) {
     Py_ssize_t size;
     if (!raw_string(c, &start, &size)) return DECLINE;
     if (size > RECENT_MAX_BYTES) return text(start, size);
-    unsigned int hash = 2166136261u;
-    for (Py_ssize_t k = 0; k < size; k++) hash = (hash ^ (unsigned char)start[k]) * 16777619u;
-    unsigned int slot = (hash ^ (hash >> 16)) % RECENT_SLOTS;
+    uint64_t hash = fnv1a(start, size);
+    unsigned int slot = (unsigned int)((hash ^ (hash >> 32)) % RECENT_SLOTS);
     PyObject *kept = recent->value[slot];
     if (kept != NULL && recent->size[slot] == size &&
         memcmp(start, recent->at[slot], (size_t)size) == 0) {
