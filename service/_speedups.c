@@ -479,20 +479,18 @@ static PyObject *write_items(PyObject *module, PyObject *args) {
             return NULL;
         }
     }
+    Piece *piece_at = PyMem_Calloc((size_t)(n_columns + 3), sizeof(Piece));
+    if (piece_at == NULL) return PyErr_NoMemory();
     Py_ssize_t fixed = 0;
     for (Py_ssize_t p = 0; p < n_columns + 3; p++) {
         PyObject *piece = PyList_GET_ITEM(pieces, p);
         if (!PyBytes_CheckExact(piece)) {
+            PyMem_Free(piece_at);
             PyErr_SetString(PyExc_TypeError, "pieces must be bytes");
             return NULL;
         }
-        fixed += PyBytes_GET_SIZE(piece);
-    }
-    Piece *piece_at = PyMem_Calloc((size_t)(n_columns + 3), sizeof(Piece));
-    if (piece_at == NULL) return PyErr_NoMemory();
-    for (Py_ssize_t p = 0; p < n_columns + 3; p++) {
-        PyObject *piece = PyList_GET_ITEM(pieces, p);
         Py_ssize_t size = PyBytes_GET_SIZE(piece);
+        fixed += size;
         piece_at[p].size = size;
         if (size > WIDE)
             piece_at[p].long_bytes = PyBytes_AS_STRING(piece);
