@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.transport_app import SCRIPT, running_transport_app
 from tests.fixtures.uvicorn_server import free_port
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "transport_app.py"
 
 
 def request(body: bytes) -> bytes:
@@ -44,22 +43,8 @@ class Answers:
 def transport(tmp_path: Path) -> Iterator[int]:
     (tmp_path / "answer-5.json").write_bytes(b'{"items":[]}')
     (tmp_path / "answer-70000.json").write_bytes(b'{"items":[' + b"0," * 40_000 + b"1]}")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--answers", str(tmp_path), "--port", str(port)]
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert process.poll() is None, "transport_app.py exited"
-            assert time.monotonic() < deadline, "transport_app.py did not listen within 30 s"
-            time.sleep(0.05)
-    yield port
-    process.terminate()
-    process.wait(timeout=10)
+    with running_transport_app(tmp_path) as port:
+        yield port
 
 
 def test_answers_by_length_on_one_connection_whatever_the_packets(

@@ -1,0 +1,82 @@
+"""``benchmarks/serving_load.py``: the comparison's load generator reads every answer whole and
+exact, over keep-alive, whether an answer fits one read or needs its buffer grown."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.fixtures.transport_app import running_transport_app
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = b'{"items":[]}'
+LARGE = b'{"items":[' + b"0.123456789," * 60_000 + b"1]}"  # 720 KB: several reads, a grown buffer
+
+
+@pytest.fixture(scope="module")
+def load() -> Iterator[ModuleType]:
+    spec = importlib.util.spec_from_file_location(
+        "serving_load", ROOT / "benchmarks" / "serving_load.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["serving_load"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("serving_load", None)
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    answers = tmp_path_factory.mktemp("answers")
+    (answers / "answer-5.json").write_bytes(SMALL)
+    (answers / "answer-7.json").write_bytes(LARGE)
+    with running_transport_app(answers) as port:
+        yield port
+
+
+def answer_of(connection: object) -> bytes:
+    """The body of the answer a connection just read (its buffer holds head + body)."""
+    buffer = connection.buffer[: connection.expected]  # type: ignore[attr-defined]
+    return bytes(buffer[buffer.find(b"\r\n\r\n") + 4 :])
+
+
+def read_whole(connection: object) -> int:
+    while True:
+        status = connection.read()  # type: ignore[attr-defined]
+        if status is not None:
+            return int(status)
+
+
+def test_answers_of_any_size_read_exactly_one_after_another(load: ModuleType, port: int) -> None:
+    requests = [load.build_request("/rank", b"hello"), load.build_request("/rank", b"1234567")]
+    connection = load.Connection(port, requests)
+    first_buffer = len(connection.buffer)
+    for expected in (SMALL, LARGE, SMALL, LARGE):  # the two requests in turn on one connection
+        connection.send(0.0)
+        assert read_whole(connection) == 200
+        assert answer_of(connection) == expected
+    assert len(connection.buffer) > first_buffer > len(SMALL)  # grown once for the large answer
+    connection.sock.close()
+
+
+@pytest.mark.parametrize(("mode", "concurrency", "rate"), [("closed", 3, 0.0), ("open", 1, 300.0)])
+def test_a_run_counts_every_answer_of_both_kinds(
+    load: ModuleType, port: int, mode: str, concurrency: int, rate: float
+) -> None:
+    args = argparse.Namespace(port=port, mode=mode, concurrency=concurrency, rate=rate, seconds=0.4)
+    requests = [load.build_request("/rank", b"hello"), load.build_request("/rank", b"1234567")]
+    result = load.run_load(args, requests)
+    done = len(result["latencies_ms"]) + len(result["alternate_latencies_ms"])
+    assert result["statuses"] == {"200": done}
+    assert len(result["latencies_ms"]) >= 1
+    assert len(result["alternate_latencies_ms"]) >= 1
+    assert result["throughput"] > 0
+    assert 0 < result["generator_cpu_seconds"] < 2 * result["seconds"]
