@@ -168,16 +168,20 @@ def start(
 
 
 def load_run(port: int, body: bytes, seconds: float, *, concurrency: int = 1,
-             rate: float | None = None, alternate: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+             rate: float | None = None, alternate: bytes | None = None,
+             reuse: str = "mru") -> dict[str, Any]:  # fmt: skip
     """The load generator in its own process pinned to core 1 (``serving_load.py``); with
-    ``alternate``, that body in turn with ``body``, its figures under ``"alternate"``."""
+    ``alternate``, that body in turn with ``body``, its figures under ``"alternate"``. An open
+    loop (``rate``) starts with ``concurrency`` connections and takes idle ones by ``reuse``."""
     folder = Path(os.environ.get("TMPDIR", "/tmp"))
     path, other = (folder / f"mtrank-bench-{kind}-{os.getpid()}.json" for kind in ("body", "alt"))
     path.write_bytes(body)
     command = [sys.executable, str(HERE / "serving_load.py"), "--port", str(port), "--body",
                str(path), "--seconds", str(seconds), "--cpu", str(min(1, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0)]  # fmt: skip
     command += (
-        ["--mode", "open", "--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
+        ["--mode", "open", "--rate", str(rate), "--connections", str(concurrency), "--reuse", reuse]
+        if rate
+        else ["--concurrency", str(concurrency)]
     )
     if alternate is not None:
         other.write_bytes(alternate)
@@ -386,18 +390,27 @@ def two_core(
             workers: sorted(runs, key=lambda run: run["throughput"])[len(runs) // 2]
             for workers, runs in saturated.items()
         }
-        halves: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        # half of saturation over the saturating load's 8 connections taken in turn (so the load
+        # divides over the workers as those connections do), then as one client pool takes them
+        # (the connection whose answer came last first: most requests on one connection, one worker)
+        halves: dict[str, dict[int, list[dict[str, Any]]]] = {
+            reuse: {1: [], 2: []} for reuse in ("lru", "mru")
+        }
         for _ in range(args.rounds):
-            for workers, service in services.items():
-                rate = middle[workers]["throughput"] / 2
-                halves[workers].append(load_run(service.port, body, args.seconds * 2, rate=rate))
+            for reuse, runs in halves.items():
+                for workers, service in services.items():
+                    rate = middle[workers]["throughput"] / 2
+                    runs[workers].append(load_run(service.port, body, args.seconds * 2, rate=rate,
+                                                  concurrency=8, reuse=reuse))  # fmt: skip
         for workers, service in services.items():
-            passes = halves[workers]
+            passes, pooled = halves["lru"][workers], halves["mru"][workers]
             result[str(workers)] = {
                 "saturated": middle[workers],
                 "saturated_rounds": [run["throughput"] for run in saturated[workers]],
                 "half": median_pass(passes),
                 "half_rounds": [_tail(run) for run in passes],
+                "half_pool": median_pass(pooled),
+                "half_pool_rounds": [_tail(run) for run in pooled],
                 "rss_mib": service.rss_mib(),
             }
         # the closed-loop sweep of the other systems, for the 2-core configuration the README documents
@@ -506,7 +519,7 @@ def table(
             lines.append(f"2 workers / 1 worker at saturation: {_ratio(two['saturated']['throughput'], one['saturated']['throughput'])} "
                          f"({one['saturated']['throughput']:.0f} -> {two['saturated']['throughput']:.0f} req/s); "
                          f"at half of saturation ({half['throughput']:.0f} req/s) p50 {half['p50']:.2f} ms, p99 {half['p99']:.2f} ms "
-                         f"(p99/p50 {half['p99'] / half['p50']:.2f}{_passes(two)}); load generator used {gen:.0%} of a core; "
+                         f"(p99/p50 {half['p99'] / half['p50']:.2f}{_passes(two)}{_pooled(two)}); load generator used {gen:.0%} of a core; "
                          f"RSS of 2 workers + parent {two['rss_mib']:.0f} MiB")  # fmt: skip
             if len(two.get("saturated_rounds", [])) > 1:
                 pairs = zip(two["saturated_rounds"], one["saturated_rounds"], strict=True)
@@ -516,13 +529,24 @@ def table(
     return "\n".join(lines)
 
 
-def _passes(workers: dict[str, Any]) -> str:
+def _passes(workers: dict[str, Any], key: str = "half_rounds") -> str:
     """What follows the p99/p50 when the half-saturation load ran in several passes:
     ``, the median of N passes: a, b, c``."""
-    tails = workers.get("half_rounds", [])
+    tails = workers.get(key, [])
     if len(tails) < 2:
         return ""
     return f", the median of {len(tails)} passes: " + ", ".join(f"{t:.2f}" for t in tails)
+
+
+def _pooled(workers: dict[str, Any]) -> str:
+    """What follows when the half-saturation load also ran as one client pool takes connections
+    (runs since 2026-12-04 22:50; before them that was the only way, over as many as needed)."""
+    pool = workers.get("half_pool")
+    if pool is None:
+        return ""
+    return (f"; over 8 connections in turn; as one client pool reuses them, the last answered "
+            f"first: p50 {pool['p50']:.2f} ms, p99 {pool['p99']:.2f} ms (p99/p50 "
+            f"{pool['p99'] / pool['p50']:.2f}{_passes(workers, 'half_pool_rounds')})")  # fmt: skip
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

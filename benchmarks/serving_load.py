@@ -11,8 +11,14 @@ seconds of the same server, whatever the host's speed does meanwhile.
 
 ``closed``: ``--concurrency`` connections, each sends its next request when the last answer is in.
 ``open``: requests start on a fixed schedule (``--rate`` per second) whether or not earlier ones are
-done, on as many connections as needed; latency counts from the scheduled start, so queueing at the
-server is included (no coordinated omission). Prints one JSON line: latencies (ms), throughput,
+done, on as many connections as needed (``--connections`` are open before the start, more are opened
+when every one is busy); latency counts from the scheduled start, so queueing at the server is
+included (no coordinated omission). ``--reuse`` picks the idle connection a request takes: ``mru``
+(the default), the one whose answer came last, as a client's keep-alive pool does (urllib3, Go's
+``http.Transport``, nginx's upstream keep-alive), so at a modest rate one connection carries most
+requests; ``lru``, the one idle longest, so requests go in turn over every open connection, as
+wrk2's fixed connections do. Against ``serve --workers N``, whose kernel puts each connection on one
+worker, that decides how the load divides over the workers. Prints one JSON line: latencies (ms), throughput,
 status counts and the CPU seconds of this process's load loop (start-up excluded), so the load
 generator's cost is reported apart from the server's. ``--cpu`` pins the generator to one core.
 """
@@ -121,10 +127,20 @@ def build_request(path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
+def _take(idle: list[Connection], lru: bool) -> Connection | None:
+    """The idle connection the next request takes (None when every one is busy): the longest
+    idle (``lru``) or the one whose answer came last (``idle`` is in the order answers came)."""
+    if not idle:
+        return None
+    return idle.pop(0) if lru else idle.pop()
+
+
 def run_load(args: argparse.Namespace, requests: Sequence[bytes]) -> dict[str, Any]:
     selector = selectors.DefaultSelector()
     closed = args.mode == "closed"
-    idle = [Connection(args.port, requests) for _ in range(args.concurrency if closed else 1)]
+    opened = args.concurrency if closed else args.connections
+    idle = [Connection(args.port, requests) for _ in range(opened)]
+    lru = args.reuse == "lru"  # open loop: the next request takes the longest idle connection
     latencies: list[list[float]] = [[] for _ in requests]  # per request kind
     statuses: Counter[int] = Counter()
     before = resource.getrusage(resource.RUSAGE_SELF)  # the loop's CPU, not the start-up's
@@ -148,7 +164,7 @@ def run_load(args: argparse.Namespace, requests: Sequence[bytes]) -> dict[str, A
             while idle and now - idle[0].idle_since > STALE_SECONDS:  # the longest idle first
                 idle.pop(0).sock.close()
             while next_start <= now and next_start < stop:
-                start(idle.pop() if idle else Connection(args.port, requests), next_start)
+                start(_take(idle, lru) or Connection(args.port, requests), next_start)
                 next_start += 1.0 / args.rate
         if in_flight == 0:
             if now >= stop:
@@ -197,6 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("closed", "open"), default="closed")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rate", type=float, default=100.0, help="open loop: requests/s")
+    parser.add_argument(
+        "--connections", type=int, default=1, help="open loop: connections opened before the start"
+    )
+    parser.add_argument(
+        "--reuse",
+        choices=("mru", "lru"),
+        default="mru",
+        help="open loop: the idle connection a request takes, the most recently used (a client "
+        "pool's usual choice) or the least (requests in turn over every open connection)",
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--cpu", type=int, help="pin this process to one core")
     args = parser.parse_args(argv)

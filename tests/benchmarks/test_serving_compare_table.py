@@ -61,6 +61,16 @@ def test_the_table_names_every_pass_beside_the_median(compare: ModuleType) -> No
     two["half_rounds"] = [2.1, 5.69, 3.0]
     text = compare.table(several, written["sgemm_gflops"], "0 0 0", written["cpu"])
     assert "(p99/p50 3.00, the median of 3 passes: 2.10, 5.69, 3.00)" in text
+    assert "as one client pool reuses them" not in text  # runs before the pooled passes
+
+    two["half_pool"] = run(1.0, 5.3)
+    two["half_pool_rounds"] = [5.71, 5.3, 4.2]
+    text = compare.table(several, written["sgemm_gflops"], "0 0 0", written["cpu"])
+    assert (
+        "(p99/p50 3.00, the median of 3 passes: 2.10, 5.69, 3.00; over 8 connections in turn; "
+        "as one client pool reuses them, the last answered first: p50 1.00 ms, p99 5.30 ms "
+        "(p99/p50 5.30, the median of 3 passes: 5.71, 5.30, 4.20))"
+    ) in text
 
 
 def test_the_table_heads_with_the_host_stalls_when_they_were_measured(compare: ModuleType) -> None:

@@ -67,11 +67,28 @@ def test_answers_of_any_size_read_exactly_one_after_another(load: ModuleType, po
     connection.sock.close()
 
 
-@pytest.mark.parametrize(("mode", "concurrency", "rate"), [("closed", 3, 0.0), ("open", 1, 300.0)])
+@pytest.mark.parametrize(
+    ("mode", "concurrency", "rate", "connections", "reuse"),
+    [("closed", 3, 0.0, 1, "mru"), ("open", 1, 300.0, 1, "mru"), ("open", 1, 300.0, 4, "lru")],
+)
 def test_a_run_counts_every_answer_of_both_kinds(
-    load: ModuleType, port: int, mode: str, concurrency: int, rate: float
+    load: ModuleType,
+    port: int,
+    mode: str,
+    concurrency: int,
+    rate: float,
+    connections: int,
+    reuse: str,
 ) -> None:
-    args = argparse.Namespace(port=port, mode=mode, concurrency=concurrency, rate=rate, seconds=0.4)
+    args = argparse.Namespace(
+        port=port,
+        mode=mode,
+        concurrency=concurrency,
+        rate=rate,
+        seconds=0.4,
+        connections=connections,
+        reuse=reuse,
+    )
     requests = [load.build_request("/rank", b"hello"), load.build_request("/rank", b"1234567")]
     result = load.run_load(args, requests)
     done = len(result["latencies_ms"]) + len(result["alternate_latencies_ms"])
@@ -80,3 +97,12 @@ def test_a_run_counts_every_answer_of_both_kinds(
     assert len(result["alternate_latencies_ms"]) >= 1
     assert result["throughput"] > 0
     assert 0 < result["generator_cpu_seconds"] < 2 * result["seconds"]
+
+
+def test_an_open_loop_takes_the_longest_idle_connection_or_the_last_answered(
+    load: ModuleType,
+) -> None:
+    first, second, third = object(), object(), object()  # idle in the order their answers came
+    assert load._take([first, second, third], lru=True) is first  # requests in turn over all
+    assert load._take([first, second, third], lru=False) is third  # a client pool's choice
+    assert load._take([], lru=True) is None  # every connection busy: the caller opens another
