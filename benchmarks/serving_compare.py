@@ -27,8 +27,9 @@ concurrency 1, 2, 4, 8; "throughput at equal p99" is each system's best throughp
 within the naive service's p99 at its own best throughput (linear between measured points). Plus the
 candidate graph's GFLOP/s against single-core sgemm, mtrank on 2 workers against 1 (both served
 at once and saturated in alternation, ``--rounds`` times; load generator pinned to core 1, its own
-CPU time reported), latency at half of saturation (open loop, ``--rounds`` passes alternating between
-the two servers; the pass with the median p99/p50 is reported, every pass's kept: a single pass's p99
+CPU time reported), latency at half of saturation (open loop over the saturating load's 8
+connections taken in turn, then over them as one client pool takes them, the last answered first;
+``--rounds`` passes of each alternating between the two servers; the pass with the median p99/p50 is reported, every pass's kept: a single pass's p99
 is a handful of requests, which one burst of the host decides), the 2-worker server's closed-loop sweep (the
 2-core setup against the naive service at equal p99), and worker RSS. The host's own stalls (a
 loop spinning on each core, ``benchmarks/host_stalls.py``) are measured at the start and the end and
