@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.benchmark_module import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def stalls_module() -> Iterator[ModuleType]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the spawned loops import it by name
-    spec = importlib.util.spec_from_file_location(
-        "host_stalls", ROOT / "benchmarks" / "host_stalls.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["host_stalls"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("host_stalls", None)
-    sys.path.remove(str(ROOT / "benchmarks"))
+    with benchmark_module("host_stalls") as module:  # the spawned loops import it by name
+        yield module
 
 
 def test_the_summary_counts_per_second_and_core_and_the_share_of_time_lost(

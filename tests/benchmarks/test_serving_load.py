@@ -4,33 +4,22 @@ exact, over keep-alive, whether an answer fits one read or needs its buffer grow
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.fixtures.benchmark_module import benchmark_module
 from tests.fixtures.transport_app import running_transport_app
 
-ROOT = Path(__file__).resolve().parents[2]
 SMALL = b'{"items":[]}'
 LARGE = b'{"items":[' + b"0.123456789," * 60_000 + b"1]}"  # 720 KB: several reads, a grown buffer
 
 
 @pytest.fixture(scope="module")
 def load() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location(
-        "serving_load", ROOT / "benchmarks" / "serving_load.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serving_load"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("serving_load", None)
+    with benchmark_module("serving_load") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
