@@ -541,7 +541,7 @@ def _passes(workers: dict[str, Any], key: str = "half_rounds") -> str:
 
 def _pooled(workers: dict[str, Any]) -> str:
     """What follows when the half-saturation load also ran as one client pool takes connections
-    (runs since 2026-12-04 22:50; before them that was the only way, over as many as needed)."""
+    (runs since 2026-12-04 22:39; before them that was the only way, over as many as needed)."""
     pool = workers.get("half_pool")
     if pool is None:
         return ""
