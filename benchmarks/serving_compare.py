@@ -74,6 +74,9 @@ PRESETS = {"default": ("default", 30), "large": ("large", 50)}
 SYSTEMS = ("mtrank", "naive", "unsplit", "litserve", "litserve_unsplit", "transport")
 COLUMNAR = "mtrank_columnar"  # measured on the mtrank server, in turn with list bodies
 TWO_WORKERS = "mtrank_2_workers"
+SATURATING = 8
+"""Connections of the closed loop that saturates 1 and 2 workers; the half-saturation load opens as
+many and takes them in turn, so it divides over the workers as the saturating load did."""
 """mtrank as the README starts it on a 2-core machine (one worker per core). The naive service
 answers in a thread pool whose torch calls release the GIL, so it can use the second core too
 (on the large preset its throughput rises from concurrency 1 to 2)."""
@@ -385,13 +388,13 @@ def two_core(
         for _ in range(args.rounds):
             for workers, service in services.items():
                 saturated[workers].append(
-                    load_run(service.port, body, args.seconds * 2, concurrency=8)
+                    load_run(service.port, body, args.seconds * 2, concurrency=SATURATING)
                 )
         middle = {
             workers: sorted(runs, key=lambda run: run["throughput"])[len(runs) // 2]
             for workers, runs in saturated.items()
         }
-        # half of saturation over the saturating load's 8 connections taken in turn (so the load
+        # half of saturation over the saturating load's connections taken in turn (so the load
         # divides over the workers as those connections do), then as one client pool takes them
         # (the connection whose answer came last first: most requests on one connection, one worker)
         halves: dict[str, dict[int, list[dict[str, Any]]]] = {
@@ -402,7 +405,7 @@ def two_core(
                 for workers, service in services.items():
                     rate = middle[workers]["throughput"] / 2
                     runs[workers].append(load_run(service.port, body, args.seconds * 2, rate=rate,
-                                                  concurrency=8, reuse=reuse))  # fmt: skip
+                                                  concurrency=SATURATING, reuse=reuse))  # fmt: skip
         for workers, service in services.items():
             passes, pooled = halves["lru"][workers], halves["mru"][workers]
             result[str(workers)] = {
@@ -545,7 +548,7 @@ def _pooled(workers: dict[str, Any]) -> str:
     pool = workers.get("half_pool")
     if pool is None:
         return ""
-    return (f"; over 8 connections in turn; as one client pool reuses them, the last answered "
+    return (f"; over {SATURATING} connections in turn; as one client pool reuses them, the last answered "
             f"first: p50 {pool['p50']:.2f} ms, p99 {pool['p99']:.2f} ms (p99/p50 "
             f"{pool['p99'] / pool['p50']:.2f}{_passes(workers, 'half_pool_rounds')})")  # fmt: skip
 
