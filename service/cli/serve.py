@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=1,
-        help="worker processes, each with a listening socket of its own on Linux (default 1)",
+        help="worker processes; each connection goes to the one holding the fewest (default 1)",
     )
     parser.add_argument("--redis", help="Redis URL for online features and the user cache")
     parser.add_argument(
@@ -124,26 +124,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve_workers(config: Config, log: logging.Logger) -> int:
-    """``--workers N``: each worker on a socket of its own (``service/fleet/listeners.py``), so
-    connections opened together spread over the workers; uvicorn's shared socket where that cannot
-    be done here."""
+    """``--workers N``: the supervisor accepts and hands each connection to the worker holding the
+    fewest (``service/fleet/balancer.py``); uvicorn's shared socket where that cannot be done here."""
     from uvicorn.supervisors import Multiprocess
 
-    from service.fleet.listeners import SpreadSupervisor, reuse_port_sockets, spread_supported
+    from service.fleet.balancer import BalancedSupervisor, balance_supported, listening_socket
 
-    reason = spread_supported(config)
+    reason = balance_supported(config)
     if reason is not None:
         log.warning("workers share one listening socket (%s): connections opened together may "
                     "all go to one worker", reason)  # fmt: skip
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
     try:
-        sockets = reuse_port_sockets(config.host, config.port, config.workers)
+        listener = listening_socket(config.host, config.port, config.backlog)
     except OSError as exc:
         print(f"cannot listen on {config.host}:{config.port} ({exc}): stop what holds the port, "
               "or choose another --port", file=sys.stderr)  # fmt: skip
         return 1
-    log.info("listening on http://%s:%d, a socket for each of %d workers",
-             config.host, sockets[0].getsockname()[1], config.workers)  # fmt: skip
-    SpreadSupervisor(config, sockets).run()
+    log.info("listening on http://%s:%d, each connection handed to the one of %d workers "
+             "holding the fewest", config.host, listener.getsockname()[1], config.workers)  # fmt: skip
+    BalancedSupervisor(config, listener).run()
     return 0
