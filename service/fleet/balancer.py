@@ -109,6 +109,7 @@ class Balancer:
         self._lock = threading.Lock()
         self._wake_read, self._wake_write = socket.socketpair()
         self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)  # a full pipe means a wake is pending: never block
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_read, selectors.EVENT_READ)
         self._waiting: deque[socket.socket] = deque()  # accepted, no channel took them yet
@@ -174,7 +175,7 @@ class Balancer:
         while not self._stopping.is_set():
             self._apply_changes()
             self._listen_when_able()
-            timeout = 0.01 if self._waiting else None
+            timeout = self._timeout()
             for key, _ in self._selector.select(timeout):
                 if key.fileobj is self._wake_read:
                     self._drain_wakes()
@@ -183,6 +184,14 @@ class Balancer:
                 else:
                     self._read_reports(key.data)
             self._hand_waiting()
+
+    def _timeout(self) -> float | None:
+        """How long to wait for events: briefly while a connection waits for a channel or accepting
+        is paused (nothing else would wake the thread when that ends), else until one comes."""
+        if self._waiting:
+            return 0.01
+        paused = self._paused_until - time.monotonic()
+        return paused if paused > 0 else None
 
     def _apply_changes(self) -> None:
         with self._lock:

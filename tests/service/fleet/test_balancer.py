@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import select
 import socket
 import time
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.fleet.balancer import Balancer, listening_socket
+from service.fleet.balancer import PAUSE_SECONDS, Balancer, listening_socket
 from service.fleet.handoff import CLOSED, CONNECTION, READY
 
 
@@ -141,3 +143,32 @@ def test_the_worker_holds_the_clients_connection_itself(
     assert served.recv(4) == b"ping"
     served.sendall(b"pong")
     assert client.recv(4) == b"pong"
+
+
+class ShortOfDescriptors(socket.socket):
+    """A listening socket whose first ``failures`` accepts fail as with no descriptor left."""
+
+    failures = 2
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().accept()
+
+
+def test_accepting_resumes_after_running_out_of_descriptors(
+    clients: Clients, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = listening_socket("127.0.0.1", 0, 64)
+    running = Balancer(ShortOfDescriptors(fileno=plain.detach()))
+    running.start()
+    try:
+        worker = clients.worker(running).ready()
+        _settled(running, {worker.key: 0})
+        with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+            clients.connect(running, 1)
+            assert worker.take(wait=2 * PAUSE_SECONDS + 1) == 1  # after two pauses, not never
+        assert "raise the open-file limit" in caplog.text
+    finally:
+        running.stop()
