@@ -55,6 +55,8 @@ ACCEPTS_PER_WAKE = 64
 """Connections accepted before the balancer reads its workers' reports again."""
 PAUSE_SECONDS = 0.1
 """After an accept failed for want of descriptors or memory: wait before accepting again."""
+WARN_EVERY_SECONDS = 10.0
+"""While accepts keep failing so, one warning in this long (a pause comes every PAUSE_SECONDS)."""
 REPORT_BYTES = 4096
 
 
@@ -115,6 +117,7 @@ class Balancer:
         self._waiting: deque[socket.socket] = deque()  # accepted, no channel took them yet
         self._accepting = False
         self._paused_until = 0.0
+        self._warned_at = -WARN_EVERY_SECONDS
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mtrank-balancer", daemon=True)
 
@@ -241,10 +244,13 @@ class Balancer:
                 continue
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    logger.warning("cannot accept connections (%s): they wait in the backlog; "
-                                   "raise the open-file limit (ulimit -n) or lower "
-                                   "MTRANK_MAX_CONNECTIONS", exc.strerror)  # fmt: skip
-                    self._paused_until = time.monotonic() + PAUSE_SECONDS
+                    now = time.monotonic()
+                    if now - self._warned_at >= WARN_EVERY_SECONDS:  # not at every pause
+                        logger.warning("cannot accept connections (%s): they wait in the backlog; "
+                                       "raise the open-file limit (ulimit -n) or lower "
+                                       "MTRANK_MAX_CONNECTIONS", exc.strerror)  # fmt: skip
+                        self._warned_at = now
+                    self._paused_until = now + PAUSE_SECONDS
                     return
                 raise
             self._waiting.append(conn)
