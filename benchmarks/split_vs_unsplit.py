@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.jit import TracerWarning  # type: ignore[attr-defined]
 
 from service.scoring.onnx_model import session_options
+from training.export.graph_cleanup import skip_stacked_gathers_in_file
 from training.export.onnx_split import CANDIDATE_INPUTS, USER_INPUTS, export_split, present_inputs
 from training.export.run_inputs import inputs_from_run
 
@@ -76,6 +77,7 @@ def export_unsplit(ranker: nn.Module, arrays: Arrays, path: Path) -> list[str]:
             opset_version=17,
             dynamo=False,
         )
+    skip_stacked_gathers_in_file(path)  # as the split export does: like for like
     return names
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from service.contracts.manifest import USER_REP, GraphSpec, TensorSpec
 from training.export.external_data import EXTERNAL_DATA_BYTES, store_weights
+from training.export.graph_cleanup import skip_stacked_gathers_in_file
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ def export_split(
             opset_version=opset,
             dynamo=False,
         )
+        skip_stacked_gathers_in_file(out_dir / USER_FILE)
         files += store_weights(out_dir / USER_FILE, before, external_data_bytes)
         scores = cand_module(user_rep, *cand_args)
         if scores[0].shape != (n,):
@@ -219,6 +221,7 @@ def export_split(
             opset_version=opset,
             dynamo=False,
         )
+        skip_stacked_gathers_in_file(out_dir / CANDIDATES_FILE)  # one node per task, not three
         files += store_weights(out_dir / CANDIDATES_FILE, before, external_data_bytes)
     export = SplitExport(
         user=graph_spec(out_dir / USER_FILE),
