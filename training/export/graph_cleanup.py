@@ -67,8 +67,14 @@ def skip_stacked_gathers_in_file(path: Path) -> int:
 
 
 def _int_constants(graph: onnx.GraphProto) -> dict[str, npt.NDArray[np.int64]]:
-    """Integer tensors known before the graph runs: ``Constant`` nodes and initializers."""
-    tensors = [(init.name, init) for init in graph.initializer]
+    """Integer tensors known before the graph runs: ``Constant`` nodes and initializers. Tensors
+    whose data is in an external file (a graph over 2 GB, loaded without its data) are left out:
+    they are tables, never the small index or axes a stack is read with."""
+    tensors = [
+        (init.name, init)
+        for init in graph.initializer
+        if init.data_location != onnx.TensorProto.EXTERNAL
+    ]
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             tensors.append((node.output[0], node.attribute[0].t))

@@ -148,3 +148,18 @@ def test_a_file_without_stacks_is_left_as_it_was(tmp_path: Path) -> None:
     written = path.read_bytes()
     assert skip_stacked_gathers_in_file(path) == 0
     assert path.read_bytes() == written
+
+
+def test_a_graph_with_weights_in_an_external_file_is_cleaned(tmp_path: Path) -> None:
+    """A graph over 2 GB is exported with its weights in a separate file; an integer table among
+    them is not read to find the stacks (it cannot be: the file is loaded without its data)."""
+    model = _tasks_model()
+    table = onnx.numpy_helper.from_array(np.arange(4096, dtype=np.int64), "item_ids")
+    model.graph.initializer.append(table)
+    path = tmp_path / "g.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="g.data", size_threshold=0)
+    assert skip_stacked_gathers_in_file(path) == 6
+    cleaned = onnx.load(str(path))
+    assert onnx.numpy_helper.to_array(cleaned.graph.initializer[0]).tolist() == list(range(4096))
+    for got, want in zip(_run(cleaned, _feed()), _run(_tasks_model(), _feed()), strict=True):
+        np.testing.assert_array_equal(got, want)
